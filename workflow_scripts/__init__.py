@@ -1,0 +1,1 @@
+"""Geneformer fine-tuning workflow: the logic behind every Snakemake rule."""

@@ -1,0 +1,101 @@
+"""Configuration: schema validation with defaults, and the merged settings each job uses."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import InputError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+DEFAULT_CONFIG_PATH = SCHEMA_PATH.parent / "config.yaml"
+
+
+def load_schema() -> dict[str, Any]:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return base updated recursively with override (override wins)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate against config/schema.yaml, fill defaults in place, and check cross-references."""
+    from snakemake.utils import validate  # Snakemake's validator fills defaults recursively
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(load_schema()).iter_errors(config))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise InputError(
+            f"{source}: {key}",
+            f"does not match config/schema.yaml: {error.message}",
+            "fix or remove the key (config/schema.yaml lists every key with its type and default)",
+        )
+    validate(config, str(SCHEMA_PATH), set_default=True)
+    for name, experiment in config["experiments"].items():
+        if experiment["dataset"] not in config["datasets"]:
+            raise InputError(
+                f"{source}: experiments.{name}.dataset",
+                f"names dataset '{experiment['dataset']}', which is not under datasets",
+                f"add datasets.{experiment['dataset']} or use one of {sorted(config['datasets'])}",
+            )
+        if experiment["split"] == "grouped" and not experiment["group_column"]:
+            raise InputError(
+                f"{source}: experiments.{name}",
+                "split: grouped needs a group_column",
+                "set group_column (e.g. donor) or use split: stratified",
+            )
+        for method in experiment["methods"]:
+            method_settings(config, name, method, source)
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] == "h5ad" and not dataset.get("path"):
+            raise InputError(f"{source}: datasets.{name}", "source h5ad needs a path", "set datasets.NAME.path")
+    if config["reference"]["medians"] == "corpus" or config["reference"]["token_dictionary"] == "corpus":
+        if "corpus" not in config["datasets"]:
+            raise InputError(
+                f"{source}: reference",
+                "medians or token_dictionary 'corpus' need a datasets.corpus entry",
+                "add datasets.corpus or point reference.* at geneformer_v1 or a file",
+            )
+    return config
+
+
+def method_settings(config: dict[str, Any], experiment: str, method: str, source: str = "config") -> dict[str, Any]:
+    """The method's entry, with fine-tuning settings = global finetuning + the method's overrides."""
+    entry = copy.deepcopy(config["experiments"][experiment]["methods"][method])
+    if entry["kind"] == "finetune":
+        merged = deep_merge(config["finetuning"], entry.get("finetuning", {}))
+        schema = load_schema()
+        finetuning_schema = {**schema["definitions"]["finetuning"], "definitions": schema["definitions"]}
+        try:
+            jsonschema.validate(merged, finetuning_schema)
+        except jsonschema.ValidationError as error:
+            raise InputError(
+                f"{source}: experiments.{experiment}.methods.{method}.finetuning",
+                f"invalid override: {error.message}",
+                "use the keys and types of the top-level finetuning section",
+            ) from error
+        entry["finetuning"] = merged
+    elif entry["kind"] in config["baselines"]:
+        entry["baseline"] = config["baselines"][entry["kind"]]
+    return entry
+
+
+def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read YAML files in order (later ones override), apply overrides, validate (for tests and CLIs)."""
+    config: dict[str, Any] = {}
+    for path in paths or (DEFAULT_CONFIG_PATH,):
+        config = deep_merge(config, yaml.safe_load(Path(path).read_text()) or {})
+    config = deep_merge(config, overrides or {})
+    return validate_config(config, source=" + ".join(str(p) for p in paths) or "config")

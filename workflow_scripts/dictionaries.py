@@ -1,0 +1,136 @@
+"""Geneformer's gene dictionaries: a safe pickle reader, and the TSV form the workflow uses.
+
+Geneformer publishes its token, median and gene-name dictionaries as pickles. Unpickling runs
+arbitrary code, so `safe_load_pickle` admits only plain containers, strings and numeric scalars
+(numpy's included) and refuses everything else. The project ships the V1 dictionaries converted
+once to gzipped TSV (see resources/PROVENANCE.md); the workflow reads only TSV.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+PAD_TOKEN = "<pad>"
+MASK_TOKEN = "<mask>"
+CLS_TOKEN = "<cls>"
+EOS_TOKEN = "<eos>"
+SPECIAL_TOKENS = (PAD_TOKEN, MASK_TOKEN, CLS_TOKEN, EOS_TOKEN)
+
+# The only globals a Geneformer dictionary pickle needs: numpy scalar reconstruction.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "dtype"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
+def _plain(value):
+    """Turn numpy scalars into Python ones and check the value is plain data."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    raise pickle.UnpicklingError(f"refused value of type {type(value).__name__}")
+
+
+def safe_load_pickle(path: str | Path) -> dict:
+    """Load a dictionary pickle that may hold only strings and numeric scalars."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            loaded = _RestrictedUnpickler(io.BytesIO(handle.read())).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+        raise InputError(
+            str(path),
+            f"not a plain dictionary pickle ({error})",
+            "use Geneformer's published dictionaries or a TSV with two columns",
+        ) from error
+    if not isinstance(loaded, dict):
+        raise InputError(str(path), "the pickle does not hold a dict", "pass a dictionary pickle")
+    return {_plain(key): _plain(value) for key, value in loaded.items()}
+
+
+def builtin_path(name: str) -> Path:
+    """Path of a dictionary TSV shipped with the package (resources/)."""
+    return Path(str(resources.files("workflow_scripts") / "resources" / name))
+
+
+BUILTIN = {
+    "geneformer_v1_tokens": "geneformer_v1_token_dictionary.tsv.gz",
+    "geneformer_v1_medians": "geneformer_v1_gene_median_dictionary.tsv.gz",
+    "geneformer_v1_gene_names": "geneformer_v1_gene_name_id_dict.tsv.gz",
+}
+
+
+def resolve(path_or_builtin: str) -> Path:
+    """A config value is either a built-in name (see BUILTIN) or a file path."""
+    if path_or_builtin in BUILTIN:
+        return builtin_path(BUILTIN[path_or_builtin])
+    return Path(path_or_builtin)
+
+
+def _read_two_columns(path: Path, value_name: str) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(str(path), "file not found", "check the path in the config")
+    if path.suffix == ".pkl":
+        loaded = safe_load_pickle(path)
+        return pd.DataFrame({"key": list(loaded.keys()), value_name: list(loaded.values())})
+    try:
+        table = pd.read_csv(path, sep="\t", float_precision="round_trip")
+    except Exception as error:  # pandas raises many types for unreadable text
+        raise InputError(str(path), f"unreadable TSV ({error})", "write a tab-separated file") from error
+    if table.shape[1] < 2:
+        raise InputError(str(path), "needs two tab-separated columns", "write key<TAB>value rows")
+    return table.iloc[:, :2].set_axis(["key", value_name], axis=1)
+
+
+def load_token_dictionary(path_or_builtin: str) -> dict[str, int]:
+    """Token dictionary: token string (Ensembl ID or special token) -> integer id."""
+    path = resolve(path_or_builtin)
+    table = _read_two_columns(path, "token_id")
+    tokens = dict(zip(table["key"].astype(str), table["token_id"].astype(np.int64)))
+    if tokens.get(PAD_TOKEN) != 0 or MASK_TOKEN not in tokens:
+        raise InputError(str(path), "token dictionary lacks <pad>=0 or <mask>", "use a Geneformer token dictionary")
+    if len(set(tokens.values())) != len(tokens):
+        raise InputError(str(path), "token ids are not unique", "give every token its own id")
+    return {key: int(value) for key, value in tokens.items()}
+
+
+def load_median_dictionary(path_or_builtin: str) -> dict[str, float]:
+    """Gene median dictionary: Ensembl ID -> non-zero median of normalized expression."""
+    path = resolve(path_or_builtin)
+    table = _read_two_columns(path, "median")
+    medians = pd.to_numeric(table["median"], errors="coerce")
+    if medians.isna().any() or (medians <= 0).any():
+        raise InputError(str(path), "medians must be positive numbers", "drop genes with zero or missing medians")
+    return dict(zip(table["key"].astype(str), medians.astype(float)))
+
+
+def load_gene_name_dictionary(path_or_builtin: str = "geneformer_v1_gene_names") -> dict[str, str]:
+    """Gene symbol -> Ensembl ID (Geneformer's published mapping)."""
+    table = _read_two_columns(resolve(path_or_builtin), "ensembl_id")
+    return dict(zip(table["key"].astype(str), table["ensembl_id"].astype(str)))
+
+
+def write_dictionary_tsv(mapping: dict, path: str | Path, key_name: str, value_name: str) -> None:
+    """Write a dictionary as a two-column TSV (gzipped when the name ends in .gz)."""
+    frame = pd.DataFrame({key_name: list(mapping.keys()), value_name: list(mapping.values())})
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt") as handle:
+        frame.to_csv(handle, sep="\t", index=False)
