@@ -1,0 +1,28 @@
+"""Geneformer fine-tuning experiments: raw counts -> medians -> tokens -> pretraining -> per-fold
+fine-tuning and baselines -> evaluation -> mean ± SD tables and figures. The logic lives in
+workflow_scripts/; this file and rules/ only wire it (see docs/architecture.md)."""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/reference.smk"
+include: "rules/tokenize.smk"
+include: "rules/preflight.smk"
+include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
+include: "rules/baselines.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand("results/{experiment}/summary.csv", experiment=EXPERIMENTS),
+        expand("results/{experiment}/figures/roc.png", experiment=EXPERIMENTS),

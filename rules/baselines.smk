@@ -1,0 +1,29 @@
+# Simple baselines in the same folds: PCA + random forest, logistic regression on HVGs.
+
+
+rule baseline_fold:
+    input:
+        h5ad=experiment_h5ad,
+        folds="results/{experiment}/folds.tsv",
+    output:
+        predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
+    wildcard_constraints:
+        method=alternatives(methods_of(False)),
+    params:
+        kind=lambda wildcards: method_settings(config, wildcards.experiment, wildcards.method)["kind"],
+        settings=lambda wildcards: as_json(
+            method_settings(config, wildcards.experiment, wildcards.method)["baseline"]
+        ),
+        seed=config["seed"],
+    threads: config["resources"]["baseline"]["threads"]
+    resources:
+        mem_mb=config["resources"]["baseline"]["mem_mb"],
+        runtime=config["resources"]["baseline"]["runtime"],
+    log:
+        "logs/baseline_fold/{experiment}/{method}/fold_{fold}.log",
+    benchmark:
+        "results/benchmarks/baseline_fold/{experiment}/{method}/fold_{fold}.tsv"
+    shell:
+        "python -m workflow_scripts baseline --kind {params.kind} --h5ad-path {input.h5ad}"
+        " --folds-tsv {input.folds} --fold {wildcards.fold} --settings {params.settings:q}"
+        " --seed {params.seed} --output-predictions {output.predictions} > {log} 2>&1"

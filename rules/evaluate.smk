@@ -1,0 +1,83 @@
+# Metrics per fold, mean ± SD per method, and the experiment's figures.
+
+
+def fold_files(name):
+    """(method, fold, path) triples of an experiment, as 'method:fold:path' CLI items."""
+
+    def files(wildcards):
+        entry = experiment(wildcards)
+        return [
+            f"results/{wildcards.experiment}/{method}/fold_{fold}/{name}"
+            for method in entry["methods"]
+            for fold in range(entry["n_folds"])
+        ]
+
+    return files
+
+
+def labelled(paths):
+    """JSON list of [method, fold, path] for summarize / figures."""
+    return as_json([[p.split("/")[-3], int(p.split("/")[-2].removeprefix("fold_")), p] for p in paths])
+
+
+rule evaluate_fold:
+    input:
+        "results/{experiment}/{method}/fold_{fold}/predictions.tsv",
+    output:
+        "results/{experiment}/{method}/fold_{fold}/metrics.json",
+    log:
+        "logs/evaluate_fold/{experiment}/{method}/fold_{fold}.log",
+    benchmark:
+        "results/benchmarks/evaluate_fold/{experiment}/{method}/fold_{fold}.tsv"
+    shell:
+        "python -m workflow_scripts evaluate --predictions-tsv {input} --output-json {output} > {log} 2>&1"
+
+
+rule summarize_experiment:
+    input:
+        fold_files("metrics.json"),
+    output:
+        summary=report(
+            "results/{experiment}/summary.csv",
+            category="{experiment}",
+            caption="../report/summary.rst",
+        ),
+        markdown="results/{experiment}/summary.md",
+        fold_metrics="results/{experiment}/fold_metrics.csv",
+        per_class="results/{experiment}/per_class.csv",
+    params:
+        metrics=lambda wildcards, input: labelled(input),
+    log:
+        "logs/summarize_experiment/{experiment}.log",
+    benchmark:
+        "results/benchmarks/summarize_experiment/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts summarize --experiment {wildcards.experiment} --metrics {params.metrics:q}"
+        " --output-dir results/{wildcards.experiment} > {log} 2>&1"
+
+
+rule plot_experiment:
+    input:
+        fold_files("predictions.tsv"),
+    output:
+        roc=report("results/{experiment}/figures/roc.png", category="{experiment}", caption="../report/roc.rst"),
+        confusion=report(
+            "results/{experiment}/figures/confusion.png",
+            category="{experiment}",
+            caption="../report/confusion.rst",
+        ),
+        per_class=report(
+            "results/{experiment}/figures/per_class_f1.png",
+            category="{experiment}",
+            caption="../report/per_class_f1.rst",
+        ),
+        pdfs=multiext("results/{experiment}/figures/", "roc.pdf", "confusion.pdf", "per_class_f1.pdf"),
+    params:
+        predictions=lambda wildcards, input: labelled(input),
+    log:
+        "logs/plot_experiment/{experiment}.log",
+    benchmark:
+        "results/benchmarks/plot_experiment/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts figures --experiment {wildcards.experiment}"
+        " --predictions {params.predictions:q} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"

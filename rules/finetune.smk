@@ -1,0 +1,34 @@
+# One job per experiment x fine-tuning method x fold, tagged with GPU count, memory and runtime.
+
+
+rule finetune_fold:
+    input:
+        tokenized=lambda wildcards: f"results/tokenized/{experiment(wildcards)['dataset']}.dataset",
+        folds="results/{experiment}/folds.tsv",
+        checkpoint=checkpoint_dir(),
+        preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
+    output:
+        predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
+        training_log="results/{experiment}/{method}/fold_{fold}/training_log.tsv",
+        model=directory("results/{experiment}/{method}/fold_{fold}/model"),
+    wildcard_constraints:
+        method=alternatives(methods_of(True)),
+    params:
+        settings=lambda wildcards: as_json(
+            method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
+        ),
+        seed=config["seed"],
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        gpu=config["resources"]["finetune"]["gpu"],
+        mem_mb=config["resources"]["finetune"]["mem_mb"],
+        runtime=config["resources"]["finetune"]["runtime"],
+    log:
+        "logs/finetune_fold/{experiment}/{method}/fold_{fold}.log",
+    benchmark:
+        "results/benchmarks/finetune_fold/{experiment}/{method}/fold_{fold}.tsv"
+    shell:
+        "python -m workflow_scripts finetune --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
+        " --fold {wildcards.fold} --checkpoint {input.checkpoint} --settings {params.settings:q}"
+        " --seed {params.seed} --threads {threads} --output-predictions {output.predictions}"
+        " --output-log {output.training_log} --output-model {output.model} > {log} 2>&1"

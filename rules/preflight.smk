@@ -1,0 +1,51 @@
+# Checks on every experiment's input, and its cross-validation folds. Pretraining and fine-tuning
+# wait for all preflight reports, so bad input stops the run before any long job starts.
+
+
+rule check_experiment:
+    input:
+        h5ad=experiment_h5ad,
+        tokens="results/reference/token_dictionary.tsv",
+        medians="results/reference/medians_used.tsv",
+    output:
+        "results/preflight/{experiment}.json",
+    params:
+        experiment=lambda wildcards: as_json(experiment(wildcards)),
+        min_genes=config["checks"]["min_genes_in_vocabulary"],
+        chunk_size=config["tokenizer"]["chunk_size"],
+        model_input_size=config["tokenizer"]["model_input_size"],
+        checkpoint=f"--checkpoint {config['model']['checkpoint']}" if config["model"]["checkpoint"] else "",
+    log:
+        "logs/check_experiment/{experiment}.log",
+    benchmark:
+        "results/benchmarks/check_experiment/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts check --experiment-name {wildcards.experiment}"
+        " --experiment {params.experiment:q} --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
+        " --medians-tsv {input.medians} --min-genes-in-vocabulary {params.min_genes}"
+        " --chunk-size {params.chunk_size} --model-input-size {params.model_input_size}"
+        " {params.checkpoint} --output-json {output} > {log} 2>&1"
+
+
+rule make_folds:
+    input:
+        h5ad=experiment_h5ad,
+        preflight="results/preflight/{experiment}.json",
+    output:
+        "results/{experiment}/folds.tsv",
+    params:
+        label=lambda wildcards: experiment(wildcards)["label_column"],
+        n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
+        group=lambda wildcards: (
+            f"--group-column {experiment(wildcards)['group_column']}"
+            if experiment(wildcards)["split"] == "grouped"
+            else ""
+        ),
+        seed=config["seed"],
+    log:
+        "logs/make_folds/{experiment}.log",
+    benchmark:
+        "results/benchmarks/make_folds/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts folds --h5ad-path {input.h5ad} --label-column {params.label}"
+        " --n-folds {params.n_folds} --seed {params.seed} {params.group} --output-tsv {output} > {log} 2>&1"

@@ -1,0 +1,29 @@
+# Masked-LM pretraining of the embedded default model (skipped when model.checkpoint is set).
+
+
+rule pretrain:
+    input:
+        tokenized="results/tokenized/corpus.dataset",
+        tokens="results/reference/token_dictionary.tsv",
+        preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
+    output:
+        directory(PRETRAINED_MODEL),
+    params:
+        model=as_json({k: v for k, v in config["model"].items() if k != "checkpoint"}),
+        pretraining=as_json(config["pretraining"]),
+        model_input_size=config["tokenizer"]["model_input_size"],
+        seed=config["seed"],
+    threads: config["resources"]["pretrain"]["threads"]
+    resources:
+        gpu=config["resources"]["pretrain"]["gpu"],
+        mem_mb=config["resources"]["pretrain"]["mem_mb"],
+        runtime=config["resources"]["pretrain"]["runtime"],
+    log:
+        "logs/pretrain/pretrain.log",
+    benchmark:
+        "results/benchmarks/pretrain/pretrain.tsv"
+    shell:
+        "python -m workflow_scripts pretrain --tokenized-dir {input.tokenized} --token-dictionary-tsv {input.tokens}"
+        " --model {params.model:q} --pretraining {params.pretraining:q}"
+        " --model-input-size {params.model_input_size} --seed {params.seed} --threads {threads}"
+        " --output-dir {output} > {log} 2>&1"

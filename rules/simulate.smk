@@ -1,0 +1,20 @@
+# Embedded default: seeded simulated raw-count AnnData for every dataset with source: simulated.
+SIMULATED = [name for name, entry in config["datasets"].items() if entry["source"] == "simulated"]
+
+
+rule simulate_dataset:
+    output:
+        h5ad="results/data/{dataset}.h5ad",
+        truth="results/data/{dataset}.truth.json",
+    params:
+        simulation=as_json(config["simulation"]),
+        seed=config["seed"],
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    log:
+        "logs/simulate_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/simulate_dataset/{dataset}.tsv"
+    shell:
+        "python -m workflow_scripts simulate --name {wildcards.dataset} --simulation {params.simulation:q}"
+        " --seed {params.seed} --output-h5ad {output.h5ad} --output-truth {output.truth} > {log} 2>&1"

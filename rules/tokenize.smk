@@ -1,0 +1,34 @@
+# Rank-value encoding of each dataset into Geneformer's `datasets` format.
+
+
+def obs_columns(wildcards):
+    """Label and group columns of every experiment that uses this dataset, copied into the tokens."""
+    columns = set()
+    for entry in config["experiments"].values():
+        if entry["dataset"] == wildcards.dataset:
+            columns.update(c for c in (entry["label_column"], entry["group_column"]) if c)
+    return as_json(sorted(columns))
+
+
+rule tokenize:
+    input:
+        h5ad="results/data/{dataset}.h5ad",
+        tokens="results/reference/token_dictionary.tsv",
+        medians="results/reference/medians_used.tsv",
+    output:
+        directory("results/tokenized/{dataset}.dataset"),
+    params:
+        model_input_size=config["tokenizer"]["model_input_size"],
+        special_tokens=as_json(config["tokenizer"]["special_tokens"]),
+        chunk_size=config["tokenizer"]["chunk_size"],
+        min_genes=config["checks"]["min_genes_in_vocabulary"],
+        obs_columns=obs_columns,
+    log:
+        "logs/tokenize/{dataset}.log",
+    benchmark:
+        "results/benchmarks/tokenize/{dataset}.tsv"
+    shell:
+        "python -m workflow_scripts tokenize --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
+        " --medians-tsv {input.medians} --output-dir {output} --model-input-size {params.model_input_size}"
+        " --special-tokens {params.special_tokens} --chunk-size {params.chunk_size}"
+        " --obs-columns {params.obs_columns:q} --min-genes-in-vocabulary {params.min_genes} > {log} 2>&1"

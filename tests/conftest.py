@@ -1,0 +1,49 @@
+"""Shared fixtures: small raw-count AnnData files written in the workflow's input format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from workflow_scripts.dictionaries import load_token_dictionary
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def v1_gene_ids() -> np.ndarray:
+    """Real Ensembl IDs from Geneformer's V1 vocabulary (specials skipped)."""
+    tokens = load_token_dictionary("geneformer_v1_tokens")
+    return np.array([token for token in tokens if token.startswith("ENSG")])
+
+
+def write_counts_h5ad(path: Path, counts: sp.csr_matrix, gene_ids, obs: pd.DataFrame | None = None) -> Path:
+    """An h5ad in the workflow's format: CSR int32 counts, Ensembl var index, obs n_counts."""
+    counts = sp.csr_matrix(counts)
+    obs = pd.DataFrame(index=[f"cell_{i:05d}" for i in range(counts.shape[0])]) if obs is None else obs
+    obs = obs.copy()
+    obs["n_counts"] = np.asarray(counts.sum(axis=1)).ravel()
+    var = pd.DataFrame({"ensembl_id": list(gene_ids)}, index=list(gene_ids))
+    ad.AnnData(X=counts, obs=obs, var=var).write_h5ad(path)
+    return path
+
+
+@pytest.fixture
+def labelled_h5ad(tmp_path, v1_gene_ids) -> Path:
+    """300 cells x 200 genes, three classes with distinct marker genes, two donors."""
+    rng = np.random.default_rng(0)
+    n_cells, n_genes = 300, 200
+    labels = np.repeat(["a", "b", "c"], n_cells // 3)
+    means = rng.gamma(0.5, 2.0, size=n_genes)
+    rates = np.tile(means, (n_cells, 1))
+    for index, label in enumerate(["a", "b", "c"]):
+        rates[labels == label, index * 20:(index + 1) * 20] += 6.0
+    counts = sp.csr_matrix(rng.poisson(rates).astype(np.int32))
+    obs = pd.DataFrame({"cell_type": labels, "donor": np.tile(["d1", "d2"], n_cells // 2)},
+                       index=[f"cell_{i:05d}" for i in range(n_cells)])
+    return write_counts_h5ad(tmp_path / "labelled.h5ad", counts, v1_gene_ids[:n_genes], obs)

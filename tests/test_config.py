@@ -1,0 +1,52 @@
+"""The config schema: defaults filled, bad configs refused with the key named."""
+
+import copy
+
+import pytest
+import yaml
+
+from workflow_scripts.config import DEFAULT_CONFIG_PATH, load_config, method_settings, validate_config
+from workflow_scripts.errors import InputError
+
+REPO = DEFAULT_CONFIG_PATH.parent.parent
+
+
+def test_default_and_presets_are_valid():
+    config = load_config(DEFAULT_CONFIG_PATH)
+    assert config["finetuning"]["weight_decay"] == 0.001  # Geneformer default filled by the schema
+    assert config["model"]["layer_norm_eps"] == 1e-12
+    load_config(DEFAULT_CONFIG_PATH, REPO / "config" / "test.yaml")
+
+
+def test_method_overrides_merge_over_global_finetuning():
+    config = load_config(DEFAULT_CONFIG_PATH)
+    settings = method_settings(config, "pancreas_celltype", "geneformer")["finetuning"]
+    assert settings["freeze_layers"] == 2
+    assert settings["learning_rate"] == config["finetuning"]["learning_rate"]
+
+
+def raw_default():
+    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+
+
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        (lambda c: c["finetuning"].update(epochs=0), "finetuning.epochs"),
+        (lambda c: c.update(unknown_key=1), "unknown_key"),
+        (lambda c: c["model"].update(hidden_act="tanh"), "model.hidden_act"),
+        (lambda c: c["experiments"]["pancreas_celltype"].update(dataset="nowhere"), "dataset"),
+        (lambda c: c["experiments"]["pancreas_celltype"]["methods"]["geneformer"].update(
+            finetuning={"learning_rte": 1}), "methods.geneformer.finetuning"),
+        (lambda c: c["experiments"]["pancreas_celltype"].update(split="grouped"), "group_column"),
+        (lambda c: c["datasets"].update(mine={"source": "h5ad"}), "datasets.mine"),
+        (lambda c: c["experiments"]["pancreas_celltype"].pop("label_column"), "label_column"),
+    ],
+)
+def test_bad_config_refused_naming_the_key(edit, named):
+    config = raw_default()
+    edit(config)
+    with pytest.raises(InputError) as error:
+        validate_config(copy.deepcopy(config))
+    assert named in str(error.value)
+    assert "fix:" in str(error.value)

@@ -1,0 +1,93 @@
+"""Model construction, freezing, and the masking used in pretraining."""
+
+import numpy as np
+import pytest
+import torch
+
+from workflow_scripts.errors import InputError
+from workflow_scripts.model import check_checkpoint, classifier, freeze, geneformer_config, new_masked_lm
+from workflow_scripts.pretrain import mask_tokens
+
+MODEL = dict(hidden_size=16, num_hidden_layers=6, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
+             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.02,
+             layer_norm_eps=1e-12)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    new_masked_lm(geneformer_config(MODEL, vocab_size=50, model_input_size=32), seed=0).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_geneformer_shape():
+    config = geneformer_config(MODEL, vocab_size=50, model_input_size=32)
+    assert (config.hidden_act, config.layer_norm_eps, config.pad_token_id) == ("relu", 1e-12, 0)
+    assert config.max_position_embeddings == 32
+
+
+def test_frozen_layers_unchanged_after_a_step_and_the_rest_trained(checkpoint):
+    model = classifier(checkpoint, 3, {0: "a", 1: "b", 2: "c"}, "pretrained", seed=0)
+    freeze(model, 2, embeddings=False)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    input_ids = torch.randint(2, 50, (4, 10))
+    loss = torch.nn.functional.cross_entropy(model(input_ids=input_ids).logits, torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    optimizer.step()
+    for name, parameter in model.named_parameters():
+        changed = not torch.equal(before[name], parameter)
+        frozen = any(f"encoder.layer.{i}." in name for i in (0, 1))
+        if frozen:
+            assert not changed, name
+        elif name.endswith("weight") and ("encoder.layer" in name or "classifier" in name):
+            assert changed, name
+    assert not torch.equal(before["bert.embeddings.word_embeddings.weight"],
+                           model.bert.embeddings.word_embeddings.weight)  # embeddings train, as in Geneformer
+
+
+def test_freezing_embeddings_too(checkpoint):
+    model = classifier(checkpoint, 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    freeze(model, 1, embeddings=True)
+    assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
+    assert all(p.requires_grad for p in model.bert.encoder.layer[1].parameters())
+
+
+def test_random_init_differs_from_pretrained(checkpoint):
+    pretrained = classifier(checkpoint, 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    random = classifier(checkpoint, 2, {0: "a", 1: "b"}, "random", seed=0)
+    assert not torch.equal(pretrained.bert.encoder.layer[0].attention.self.query.weight,
+                           random.bert.encoder.layer[0].attention.self.query.weight)
+
+
+def test_checkpoint_mismatches_refused(checkpoint, tmp_path):
+    check_checkpoint(checkpoint, vocab_size=50, model_input_size=32)
+    with pytest.raises(InputError, match="vocab_size 50"):
+        check_checkpoint(checkpoint, vocab_size=25426, model_input_size=32)
+    with pytest.raises(InputError, match="max_position_embeddings"):
+        check_checkpoint(checkpoint, vocab_size=50, model_input_size=2048)
+    (checkpoint / "model.safetensors").unlink()
+    with pytest.raises(InputError, match="no weights"):
+        check_checkpoint(checkpoint, vocab_size=50, model_input_size=32)
+    with pytest.raises(InputError, match="no config.json"):
+        check_checkpoint(tmp_path / "missing", vocab_size=50, model_input_size=32)
+
+
+def test_masking_proportions_80_10_10_and_never_special_tokens():
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(4, 1000, (400, 500))
+    input_ids[:, -50:] = 0  # padding
+    maskable = input_ids != 0
+    settings = {"mask_probability": 0.15, "mask_token_fraction": 0.8, "random_token_fraction": 0.1}
+    corrupted, selected = mask_tokens(input_ids, maskable, settings, mask_id=1,
+                                      gene_ids=torch.arange(4, 1000), generator=generator)
+    assert not selected[~maskable].any()
+    assert abs(selected[maskable].float().mean().item() - 0.15) < 0.005
+    masked = (corrupted == 1) & selected
+    changed = (corrupted != input_ids) & selected & ~masked
+    kept = (corrupted == input_ids) & selected
+    n = selected.sum().item()
+    assert abs(masked.sum().item() / n - 0.8) < 0.01
+    # random replacements can hit the original token (1 in 996), so "kept" is ~10% + a hair
+    assert abs(changed.sum().item() / n - 0.1) < 0.01
+    assert abs(kept.sum().item() / n - 0.1) < 0.01
+    assert torch.equal(corrupted[~selected], input_ids[~selected])

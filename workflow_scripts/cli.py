@@ -1,0 +1,82 @@
+"""`python -m workflow_scripts COMMAND --arg value ...`: one command per rule, one function per command.
+
+Arguments are the function's parameters (underscores as dashes). Paths, strings and numbers are
+given as they are; dicts, lists and booleans as JSON. Bad input ends with exit code 2 and the
+InputError message (which input, what is wrong, how to fix it) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import logging
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import InputError
+
+# command -> "module:function" (imported lazily so `--help` stays fast)
+COMMANDS = {
+    "simulate": "simulate:simulate_dataset",
+    "medians": "medians:compute_gene_medians",
+    "reference": "medians:build_reference",
+    "tokenize": "tokenize:tokenize_dataset",
+    "check": "checks:check_experiment",
+    "folds": "folds:make_folds",
+    "pretrain": "pretrain:pretrain_model",
+    "finetune": "finetune:finetune_fold",
+    "baseline": "baselines:run_baseline",
+    "evaluate": "evaluate:evaluate_fold",
+    "summarize": "evaluate:summarize_experiment",
+    "figures": "figures:plot_experiment",
+}
+
+
+def resolve(command: str) -> Callable:
+    module, function = COMMANDS[command].split(":")
+    return getattr(importlib.import_module(f"workflow_scripts.{module}"), function)
+
+
+def _converter(annotation) -> Callable[[str], object]:
+    """How to read one command-line value for a parameter of this type."""
+    kinds = set(typing.get_args(annotation)) or {annotation}
+    kinds.discard(type(None))
+    if kinds <= {str, Path}:
+        return str
+    if kinds == {int}:
+        return int
+    if kinds == {float} or kinds == {int, float}:
+        return float
+    return json.loads  # dict, list, bool, tuples of those
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    """Parser for one command, built from its function's signature."""
+    function = resolve(command)
+    hints = typing.get_type_hints(function)
+    parser = argparse.ArgumentParser(prog=f"python -m workflow_scripts {command}", description=function.__doc__)
+    for name, parameter in inspect.signature(function).parameters.items():
+        required = parameter.default is inspect.Parameter.empty
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(hints[name]),
+                            required=required, default=None if required else parameter.default)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m workflow_scripts {{{','.join(COMMANDS)}}} [--help | --arg value ...]",
+              file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    command, arguments = argv[0], vars(build_parser(argv[0]).parse_args(argv[1:]))
+    try:
+        resolve(command)(**arguments)
+    except InputError as error:
+        print(f"ERROR (bad input) {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,58 @@
+"""Cross-validation folds, fixed by seed and written once per experiment so every method sees the same split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from .errors import InputError
+from .io_utils import write_tsv
+
+
+def assign_folds(
+    labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Fold index (0..n_folds-1) at which each cell is held out; stratified by label, grouped if asked."""
+    placeholder = np.zeros(len(labels))
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(placeholder, labels)
+    else:
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(placeholder, labels, groups)
+    folds = np.full(len(labels), -1, dtype=np.int64)
+    for fold, (_, test_index) in enumerate(splits):
+        folds[test_index] = fold
+    return folds
+
+
+def make_folds(h5ad_path: str | Path, label_column: str, n_folds: int, seed: int,
+               output_tsv: str | Path, group_column: str | None = None) -> None:
+    """Write folds.tsv (cell_id, label, [group,] fold) for one experiment."""
+    obs = ad.read_h5ad(h5ad_path, backed="r").obs
+    labels = obs[label_column].astype(str).to_numpy()
+    groups = obs[group_column].astype(str).to_numpy() if group_column else None
+    if groups is not None and len(np.unique(groups)) < n_folds:
+        raise InputError(
+            f"{h5ad_path}: obs['{group_column}']",
+            f"{len(np.unique(groups))} groups for {n_folds} grouped folds",
+            "lower n_folds or use split: stratified",
+        )
+    folds = assign_folds(labels, n_folds, seed, groups)
+    table = pd.DataFrame({"cell_id": obs.index.astype(str), "label": labels, "fold": folds})
+    if groups is not None:
+        table.insert(2, "group", groups)
+    write_tsv(table, output_tsv)
+
+
+def read_folds(folds_tsv: str | Path) -> pd.DataFrame:
+    return pd.read_csv(folds_tsv, sep="\t", dtype={"cell_id": str, "label": str})
+
+
+def class_order(folds: pd.DataFrame) -> list[str]:
+    """The experiment's class order: sorted unique labels."""
+    return sorted(folds["label"].unique())
