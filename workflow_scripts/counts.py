@@ -1,0 +1,170 @@
+"""Streaming reader of a raw-count h5ad: the one place that reads counts, and validates them.
+
+Gene medians, the tokenizer and the preflight all read counts through `iter_count_chunks`, so
+they accept and refuse exactly the same files. The file is opened backed (on disk) and read a
+slice of rows at a time, so memory follows the chunk size, not the number of cells.
+`obs['n_counts']` is read from the file, as Geneformer's tokenizer does, never recomputed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from .errors import InputError
+
+TARGET_SUM = 10_000.0  # Geneformer scales every cell to 10,000 counts before dividing by medians
+_RAW_COUNTS_FIX = "pass raw integer counts, e.g. from .raw or layers['counts'] (adata.X = adata.layers['counts'])"
+
+
+@dataclass(frozen=True)
+class CountChunk:
+    """Rows [start, start + matrix.shape[0]) of the file: canonical CSR counts and their n_counts."""
+
+    start: int
+    matrix: sp.csr_matrix
+    n_counts: np.ndarray
+
+
+@contextlib.contextmanager
+def open_backed(h5ad_path: str | Path) -> Iterator[anndata.AnnData]:
+    """Open an h5ad backed (read-only, on disk); a missing or unreadable file is an InputError."""
+    path = Path(h5ad_path)
+    if not path.is_file():
+        raise InputError(str(path), "file not found", "check the dataset path in the config")
+    try:
+        adata = anndata.read_h5ad(path, backed="r")
+    except Exception as error:  # h5py and anndata raise many types for a damaged file
+        raise InputError(
+            str(path),
+            f"not a readable h5ad file ({type(error).__name__}: {error})",
+            "rewrite it with anndata.write_h5ad",
+        ) from error
+    try:
+        yield adata
+    finally:
+        adata.file.close()
+
+
+def read_gene_ids(h5ad_path: str | Path) -> np.ndarray:
+    """The file's gene identifiers: var['ensembl_id'] when present, else the var index, as str."""
+    with open_backed(h5ad_path) as adata:
+        if "ensembl_id" in adata.var.columns:
+            return adata.var["ensembl_id"].astype(str).to_numpy()
+        return adata.var.index.astype(str).to_numpy()
+
+
+def read_obs(h5ad_path: str | Path) -> pd.DataFrame:
+    """The file's obs table (cell metadata; small next to the counts)."""
+    with open_backed(h5ad_path) as adata:
+        return adata.obs.copy()
+
+
+def _n_counts(adata: anndata.AnnData, source: str) -> np.ndarray:
+    if "n_counts" not in adata.obs.columns:
+        raise InputError(
+            source,
+            "obs['n_counts'] is missing (Geneformer normalizes by the cell's total raw counts)",
+            "add it as row sums of the raw counts: adata.obs['n_counts'] = adata.X.sum(axis=1).A1",
+        )
+    column = adata.obs["n_counts"]
+    if not pd.api.types.is_numeric_dtype(column):
+        raise InputError(source, f"obs['n_counts'] has dtype {column.dtype}, not numeric", "store row sums as numbers")
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _counts_matrix(adata: anndata.AnnData, source: str):
+    """The backed X; refused when its rows cannot be sliced without reading the whole matrix."""
+    matrix = adata.X
+    if matrix is None:
+        raise InputError(source, "the file has no X matrix", "store the raw counts in X")
+    if getattr(matrix, "format", "csr") == "csc":
+        raise InputError(
+            source,
+            "X is stored as CSC, so rows cannot be streamed without loading the whole matrix",
+            "store X as CSR: adata.X = adata.X.tocsr(); adata.write_h5ad(path)",
+        )
+    return matrix
+
+
+def _validated_chunk(block, n_counts: np.ndarray, start: int, source: str) -> CountChunk:
+    """Check one slice of rows holds raw counts and usable n_counts; return it as canonical CSR."""
+    matrix = sp.csr_matrix(block)
+    stop = start + matrix.shape[0]
+    data = matrix.data
+    is_float = np.issubdtype(data.dtype, np.floating)
+    if not (is_float or np.issubdtype(data.dtype, np.integer)):
+        problem = f"values of dtype {data.dtype}"
+    elif is_float and not np.isfinite(data).all():
+        problem = "non-finite (NaN or infinite) values"
+    elif (data < 0).any():
+        problem = "negative values"
+    elif is_float and (np.mod(data, 1) != 0).any():
+        problem = "non-integer values"
+    else:
+        problem = None
+    if problem is not None:
+        raise InputError(source, f"matrix is not raw counts: {problem} in rows {start}-{stop - 1}", _RAW_COUNTS_FIX)
+    if not np.isfinite(n_counts).all() or (n_counts <= 0).any():
+        bad = start + int(np.flatnonzero(~(np.isfinite(n_counts) & (n_counts > 0)))[0])
+        raise InputError(
+            source,
+            f"obs['n_counts'] must be positive and finite; cell {bad} has {n_counts[bad - start]}",
+            "filter cells with no counts and recompute n_counts as row sums of the raw counts",
+        )
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    return CountChunk(start=start, matrix=matrix, n_counts=n_counts)
+
+
+def iter_count_chunks(h5ad_path: str | Path, chunk_size: int, progress: str | None = None) -> Iterator[CountChunk]:
+    """Yield validated row chunks of raw counts; `progress` labels a tqdm bar (None: no bar)."""
+    source = str(h5ad_path)
+    with open_backed(h5ad_path) as adata:
+        n_counts = _n_counts(adata, source)
+        matrix = _counts_matrix(adata, source)
+        if adata.n_obs == 0 or adata.n_vars == 0:
+            raise InputError(
+                source, f"the matrix is empty ({adata.n_obs} cells x {adata.n_vars} genes)", "pass cells and genes"
+            )
+        starts = range(0, adata.n_obs, chunk_size)
+        for start in tqdm(starts, desc=progress, unit="chunk", file=sys.stderr, disable=progress is None):
+            stop = min(start + chunk_size, adata.n_obs)
+            try:
+                block = matrix[start:stop]
+            except (OSError, KeyError, ValueError) as error:
+                raise InputError(
+                    source, f"rows {start}-{stop - 1} cannot be read ({error})", "rewrite it with anndata.write_h5ad"
+                ) from error
+            yield _validated_chunk(block, n_counts[start:stop], start, source)
+
+
+def check_counts_file(h5ad_path: str | Path, chunk_size: int) -> dict[str, int]:
+    """Stream the whole file through the same validation as the readers; return its size."""
+    n_cells = n_genes = nnz = 0
+    for chunk in iter_count_chunks(h5ad_path, chunk_size, progress="check counts"):
+        n_cells += chunk.matrix.shape[0]
+        n_genes = chunk.matrix.shape[1]
+        nnz += chunk.matrix.nnz
+    return {"n_cells": n_cells, "n_genes": n_genes, "nnz": nnz}
+
+
+def normalized_entries(chunk: CountChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-zero entries of a chunk as (row within chunk, gene column, count / n_counts * 10,000).
+
+    The expression is evaluated in Geneformer's order, so medians and ranks computed from it are
+    bit-identical to a dense numpy computation of the same formula.
+    """
+    matrix = chunk.matrix
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    values = matrix.data.astype(np.float64) / chunk.n_counts[rows] * TARGET_SUM
+    return rows, matrix.indices.astype(np.int64), values

@@ -1,0 +1,183 @@
+"""Geneformer's rank-value encoding of cells into token sequences, as a Hugging Face dataset.
+
+Per cell, as in Geneformer's tokenizer: keep genes that have a token and a median; value =
+count / n_counts * 10,000 / gene median (n_counts read from obs, not recomputed); drop zeros;
+order genes by value, highest first; emit their token ids. V1 (no special tokens) keeps the first
+`model_input_size` genes; V2 keeps `model_input_size - 2` and wraps them in <cls> ... <eos>.
+
+Ties: genes with equal values are ordered by ascending token id, so the output is deterministic.
+Geneformer's reference sorts with numpy's default (non-stable) argsort, so its order among tied
+genes is arbitrary; ties are common (a cell's single-count genes share a value whenever their
+medians are equal), so tokenized sequences match the reference up to the order within ties.
+
+Each chunk of cells is encoded with one sort over all its non-zero entries (key: cell, value
+descending, token id) and per-cell truncation by position within the cell, with no loop over
+cells or genes. Rows are streamed to an Arrow file on disk, so memory follows the chunk size
+(plus the cell ids and requested obs columns, held as strings for all cells).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from datasets import Dataset
+
+from .counts import CountChunk, iter_count_chunks, normalized_entries, read_gene_ids, read_obs
+from .dictionaries import CLS_TOKEN, EOS_TOKEN, load_median_dictionary, load_token_dictionary
+from .errors import InputError
+from .io_utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+RESERVED_COLUMNS = ("input_ids", "length", "cell_id")
+
+
+def gene_vocabulary(
+    gene_ids: np.ndarray, tokens: dict[str, int], medians: dict[str, float], source: str, min_genes_in_vocabulary: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the file: its token id (-1 when it has no token or no median) and its median."""
+    index = pd.Index(gene_ids)
+    gene_median = index.map(medians).to_numpy(dtype=np.float64, na_value=np.nan)
+    gene_token = index.map(tokens).to_numpy(dtype=np.float64, na_value=np.nan)
+    usable = ~np.isnan(gene_token) & ~np.isnan(gene_median)
+    n_usable = int(usable.sum())
+    if n_usable < min_genes_in_vocabulary:
+        raise InputError(
+            source,
+            f"only {n_usable} of {gene_ids.size} genes are in the token dictionary with a median "
+            f"(checks.min_genes_in_vocabulary is {min_genes_in_vocabulary})",
+            "use Ensembl IDs in var['ensembl_id'] (map symbols with the gene name dictionary), "
+            "and a token dictionary and medians that cover this dataset's genes",
+        )
+    duplicated = index[usable][index[usable].duplicated()].unique()
+    if duplicated.size:
+        raise InputError(
+            source,
+            f"{duplicated.size} vocabulary genes occur in more than one column (e.g. {', '.join(duplicated[:3])})",
+            "sum duplicated genes into one column per Ensembl ID",
+        )
+    return np.where(usable, gene_token, -1).astype(np.int64), gene_median
+
+
+def rank_value_encode(
+    chunk: CountChunk, gene_token: np.ndarray, gene_median: np.ndarray, n_gene_tokens: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of the chunk's cells, concatenated, and each cell's number of gene tokens."""
+    rows, genes, values = normalized_entries(chunk)
+    in_vocabulary = gene_token[genes] >= 0
+    rows, genes = rows[in_vocabulary], genes[in_vocabulary]
+    values = values[in_vocabulary] / gene_median[genes]
+    tokens = gene_token[genes]
+    n_cells = chunk.matrix.shape[0]
+    distinct_values, value_rank = np.unique(-values, return_inverse=True)  # rank 0: the highest value
+    token_span = int(gene_token.max()) + 1
+    if n_cells * distinct_values.size * token_span >= np.iinfo(np.int64).max:
+        raise InputError("tokenizer.chunk_size", f"{n_cells} cells per chunk overflow the sort key", "lower chunk_size")
+    order = np.argsort((rows * distinct_values.size + value_rank) * token_span + tokens)  # keys are unique
+    genes_per_cell = np.bincount(rows, minlength=n_cells)
+    cell_start = np.cumsum(genes_per_cell) - genes_per_cell
+    position_in_cell = np.arange(order.size) - cell_start[rows[order]]
+    kept = order[position_in_cell < n_gene_tokens]
+    return tokens[kept].astype(np.int32), np.minimum(genes_per_cell, n_gene_tokens)
+
+
+def _input_ids(gene_tokens: np.ndarray, lengths: np.ndarray, special: tuple[int, int] | None) -> pa.ListArray:
+    """Arrow list column of each cell's tokens (`lengths` in all), <cls> first and <eos> last in V2 mode."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    if special is None:
+        flat = gene_tokens
+    else:
+        flat = np.empty(offsets[-1], dtype=np.int32)
+        is_gene = np.ones(flat.size, dtype=bool)
+        is_gene[offsets[:-1]] = False
+        is_gene[offsets[1:] - 1] = False
+        flat[offsets[:-1]] = special[0]
+        flat[offsets[1:] - 1] = special[1]
+        flat[is_gene] = gene_tokens
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int32()))
+
+
+def _special_token_ids(tokens: dict[str, int], special_tokens: bool, source: str) -> tuple[int, int] | None:
+    if not special_tokens:
+        return None
+    if not {CLS_TOKEN, EOS_TOKEN} <= tokens.keys():
+        raise InputError(
+            source,
+            "tokenizer.special_tokens (V2 mode) needs <cls> and <eos>, which the token dictionary lacks",
+            "use a V2 token dictionary, or set tokenizer.special_tokens: false",
+        )
+    return tokens[CLS_TOKEN], tokens[EOS_TOKEN]
+
+
+def _cell_columns(obs: pd.DataFrame, obs_columns: list[str], source: str) -> dict[str, pa.Array]:
+    """cell_id (obs index) and the requested obs columns, as strings."""
+    for column in obs_columns:
+        if column in RESERVED_COLUMNS:
+            raise InputError(source, f"obs column '{column}' clashes with an output column", "rename it in obs")
+        if column not in obs.columns:
+            raise InputError(
+                source,
+                f"obs has no column '{column}' (columns: {', '.join(map(str, obs.columns))})",
+                "add the column to obs or fix the column name in the config",
+            )
+    if not obs.index.is_unique:
+        raise InputError(source, "obs index (cell ids) is not unique", "make it unique: adata.obs_names_make_unique()")
+    columns = {"cell_id": obs.index.astype(str).to_numpy()}
+    columns.update({column: obs[column].astype(str).to_numpy() for column in dict.fromkeys(obs_columns)})
+    return {name: pa.array(values, type=pa.string()) for name, values in columns.items()}
+
+
+def tokenize_dataset(
+    h5ad_path: str | Path,
+    token_dictionary_tsv: str | Path,
+    medians_tsv: str | Path,
+    output_dir: str | Path,
+    model_input_size: int,
+    special_tokens: bool,
+    chunk_size: int,
+    obs_columns: list[str],
+    min_genes_in_vocabulary: int,
+) -> None:
+    """Rank-value encode every cell of the file into a `datasets` directory (written atomically)."""
+    source = str(h5ad_path)
+    tokens = load_token_dictionary(str(token_dictionary_tsv))
+    special = _special_token_ids(tokens, special_tokens, str(token_dictionary_tsv))
+    n_gene_tokens = model_input_size if special is None else model_input_size - 2
+    if n_gene_tokens < 1:
+        raise InputError("tokenizer.model_input_size", f"{model_input_size} leaves no room for genes", "raise it")
+    gene_token, gene_median = gene_vocabulary(
+        read_gene_ids(h5ad_path), tokens, load_median_dictionary(str(medians_tsv)), source, min_genes_in_vocabulary
+    )
+    cell_columns = _cell_columns(read_obs(h5ad_path), obs_columns, source)
+    schema = pa.schema(
+        [("input_ids", pa.list_(pa.int32())), ("length", pa.int32())] + [(name, pa.string()) for name in cell_columns]
+    )
+    n_cells = n_empty = n_truncated = 0
+    with atomic_path(output_dir) as temporary:
+        cells_file = temporary.parent / "cells.arrow"
+        with pa.OSFile(str(cells_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for chunk in iter_count_chunks(h5ad_path, chunk_size, progress="tokenize"):
+                gene_tokens, n_genes = rank_value_encode(chunk, gene_token, gene_median, n_gene_tokens)
+                stop = chunk.start + n_genes.size
+                lengths = n_genes if special is None else n_genes + 2
+                columns = [_input_ids(gene_tokens, lengths, special), pa.array(lengths, type=pa.int32())]
+                columns += [values[chunk.start:stop] for values in cell_columns.values()]
+                writer.write_batch(pa.record_batch(columns, schema=schema))
+                n_cells += n_genes.size
+                n_empty += int((n_genes == 0).sum())
+                n_truncated += int((n_genes == n_gene_tokens).sum())
+        if n_empty:
+            raise InputError(
+                source,
+                f"{n_empty} of {n_cells} cells have no gene in the vocabulary with a non-zero count (zero tokens)",
+                "filter cells with no vocabulary genes before tokenizing",
+            )
+        Dataset.from_file(str(cells_file)).save_to_disk(str(temporary))
+    log.info(
+        "tokenized %d cells of %s: %d of %d genes in the vocabulary, %d cells filled all %d gene positions",
+        n_cells, source, int((gene_token >= 0).sum()), gene_token.size, n_truncated, n_gene_tokens,
+    )
