@@ -34,6 +34,12 @@ def write_counts_h5ad(path: Path, counts: sp.csr_matrix, gene_ids, obs: pd.DataF
 
 
 @pytest.fixture
+def counts_writer():
+    """The writer above, for tests that build their own count matrices."""
+    return write_counts_h5ad
+
+
+@pytest.fixture
 def labelled_h5ad(tmp_path, v1_gene_ids) -> Path:
     """300 cells x 200 genes, three classes with distinct marker genes, two donors."""
     rng = np.random.default_rng(0)

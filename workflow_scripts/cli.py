@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,8 @@ def resolve(command: str) -> Callable:
 
 def _converter(annotation) -> Callable[[str], object]:
     """How to read one command-line value for a parameter of this type."""
-    kinds = set(typing.get_args(annotation)) or {annotation}
+    is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = set(typing.get_args(annotation)) if is_union else {annotation}
     kinds.discard(type(None))
     if kinds <= {str, Path}:
         return str
