@@ -1,0 +1,66 @@
+"""The workflow as a whole: the DAG resolves, and the tiny test preset runs end to end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOW_FILES = ["Snakefile", "rules", "config", "report"]
+
+
+def snakemake(workdir: Path, *arguments: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run snakemake from this interpreter's environment in `workdir`."""
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *arguments], cwd=workdir, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A copy of the workflow (not of results/) in a temporary directory."""
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    return tmp_path
+
+
+def test_dry_run_lists_every_stage(workdir):
+    result = snakemake(workdir, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stderr
+    for rule in ["simulate_dataset", "gene_medians", "reference_dictionaries", "tokenize", "check_experiment",
+                 "make_folds", "pretrain", "finetune_fold", "baseline_fold", "evaluate_fold",
+                 "summarize_experiment", "plot_experiment"]:
+        assert rule in result.stdout, rule
+
+
+def test_bad_config_stops_before_any_job(workdir):
+    result = snakemake(workdir, "-n", "--cores", "1", "--config", "seed=-1")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "seed" in output and "fix:" in output
+
+
+@pytest.mark.slow
+def test_test_preset_end_to_end(workdir):
+    result = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+    summary = pd.read_csv(workdir / "results/pancreas_celltype/summary.csv")
+    assert list(summary["method"]) == ["geneformer", "pca_rf", "logreg_hvg"]
+    assert (summary["n_folds"] == 3).all()
+    for metric in ["accuracy", "macro_f1", "macro_auc"]:
+        assert summary[f"{metric}_mean"].between(0, 1).all()
+        assert (summary[f"{metric}_sd"] >= 0).all()
+    # better than always predicting the most common class (≈ 26 % of the simulated pancreas)
+    assert (summary["accuracy_mean"] > 0.35).all(), summary
+    for figure in ["roc", "confusion", "per_class_f1"]:
+        assert (workdir / f"results/pancreas_celltype/figures/{figure}.png").stat().st_size > 10_000
+    assert (workdir / "results/pretrained_model/model.safetensors").exists()
+    assert (workdir / "results/pretrained_model/token_dictionary.tsv").exists()
+    assert list((workdir / "logs").rglob("*.log")), "every rule logs under logs/"
