@@ -57,8 +57,10 @@ def test_test_preset_end_to_end(workdir):
     for metric in ["accuracy", "macro_f1", "macro_auc"]:
         assert summary[f"{metric}_mean"].between(0, 1).all()
         assert (summary[f"{metric}_sd"] >= 0).all()
-    # better than always predicting the most common class (≈ 26 % of the simulated pancreas)
-    assert (summary["accuracy_mean"] > 0.35).all(), summary
+    folds = pd.read_csv(workdir / "results/pancreas_celltype/folds.tsv", sep="\t")
+    majority_rate = folds["label"].value_counts(normalize=True).max()
+    assert (summary["accuracy_mean"] > majority_rate + 0.05).all(), summary  # beats "always the common class"
+    assert (summary["macro_auc_mean"] > 0.75).all(), summary
     for figure in ["roc", "confusion", "per_class_f1"]:
         assert (workdir / f"results/pancreas_celltype/figures/{figure}.png").stat().st_size > 10_000
     assert (workdir / "results/pretrained_model/model.safetensors").exists()
