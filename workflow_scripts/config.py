@@ -86,6 +86,12 @@ def method_settings(config: dict[str, Any], experiment: str, method: str, source
                 f"invalid override: {error.message}",
                 "use the keys and types of the top-level finetuning section",
             ) from error
+        if merged["head_only_epochs"] > merged["epochs"]:
+            raise InputError(
+                f"{source}: experiments.{experiment}.methods.{method}.finetuning.head_only_epochs",
+                f"{merged['head_only_epochs']} head-only epochs > {merged['epochs']} epochs",
+                "use head_only_epochs = epochs for linear probing, fewer for gradual unfreezing",
+            )
         entry["finetuning"] = merged
     elif entry["kind"] in config["baselines"]:
         entry["baseline"] = config["baselines"][entry["kind"]]

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from .batching import RaggedTokens, inference_batches, load_tokenized
 from .errors import InputError
 from .folds import class_order, read_folds
 from .io_utils import atomic_path, write_tsv
+from .losses import make_loss
 from .model import autocast, classifier, freeze, pick_device
 from .training import train
 
@@ -41,17 +41,21 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
     labels_by_row[rows] = label_ids
     train_rows = rows[folds["fold"].to_numpy() != fold]
     test_rows = rows[folds["fold"].to_numpy() == fold]
+    if settings["upsample"]:
+        train_rows = upsample_rare_classes(train_rows, labels_by_row, settings["upsample_fraction"], seed)
 
     device = pick_device()
     model = classifier(checkpoint, len(classes), dict(enumerate(classes)), settings["init"], seed)
     freeze(model, settings["freeze_layers"], settings["freeze_embeddings"])
     labels_tensor = torch.from_numpy(labels_by_row)
+    loss_function = make_loss(settings, labels_by_row[train_rows], len(classes))
 
     def loss_of_batch(net, input_ids, attention_mask, batch_rows):
         logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
-        return F.cross_entropy(logits.float(), labels_tensor[batch_rows].to(logits.device))
+        return loss_function(logits.float(), labels_tensor[batch_rows].to(logits.device))
 
-    train(model, tokens, train_rows, loss_of_batch, settings, seed, device, output_log)
+    train(model, tokens, train_rows, loss_of_batch, settings, seed, device, output_log,
+          before_epoch=head_only_schedule(model, settings["head_only_epochs"]))
     probabilities = predict_probabilities(model, tokens, test_rows, settings["eval_batch_size"], device)
     predictions = pd.DataFrame({
         "cell_id": np.asarray(dataset["cell_id"])[test_rows],
@@ -63,6 +67,33 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
     write_tsv(predictions, output_predictions, float_format="%.6g")
     with atomic_path(output_model) as temporary:
         model.save_pretrained(temporary, safe_serialization=True)
+
+
+def upsample_rare_classes(train_rows: np.ndarray, labels_by_row: np.ndarray, fraction: float, seed: int
+                          ) -> np.ndarray:
+    """Add resampled training cells (with replacement) until each class has `fraction` x the largest."""
+    labels = labels_by_row[train_rows]
+    counts = np.bincount(labels)
+    target = int(np.ceil(fraction * counts.max()))
+    rng = np.random.default_rng(seed)
+    extra = [rng.choice(train_rows[labels == label], target - count)
+             for label, count in enumerate(counts) if 0 < count < target]
+    return np.concatenate([train_rows, *extra])
+
+
+def head_only_schedule(model: torch.nn.Module, head_only_epochs: int):
+    """Before each epoch: encoder frozen while epoch < head_only_epochs (linear probing, LP-FT),
+    then back to the trainable set chosen by `freeze` (so frozen layers stay frozen)."""
+    encoder = list(model.base_model.parameters())
+    trainable = [parameter.requires_grad for parameter in encoder]
+
+    def before_epoch(epoch: int) -> None:
+        head_only = epoch < head_only_epochs
+        for parameter, was_trainable in zip(encoder, trainable):
+            parameter.requires_grad = was_trainable and not head_only
+        log.info("epoch %d: %s", epoch + 1, "classifier head only" if head_only else "encoder and head")
+
+    return before_epoch
 
 
 @torch.no_grad()

@@ -43,8 +43,13 @@ def optimizer_and_schedule(model: torch.nn.Module, settings: dict[str, Any], tot
 
 def train(model: torch.nn.Module, tokens: RaggedTokens, rows: np.ndarray, loss_of_batch: BatchLoss,
           settings: dict[str, Any], seed: int, device: torch.device, log_tsv: str | Path,
-          on_epoch_end: Callable[[int], dict[str, float]] | None = None) -> pd.DataFrame:
-    """Train on `rows` of `tokens` for settings['epochs'] epochs; write and return the step log."""
+          on_epoch_end: Callable[[int], dict[str, float]] | None = None,
+          before_epoch: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Train on `rows` of `tokens` for settings['epochs'] epochs; write and return the step log.
+
+    The optimizer holds every parameter trainable at the start; `before_epoch` may freeze some for
+    an epoch (AdamW skips parameters without gradients), e.g. for linear probing phases.
+    """
     rng = np.random.default_rng(seed)
     lengths = tokens.lengths[rows]
     steps_per_epoch = -(-len(rows) // settings["batch_size"])
@@ -53,6 +58,8 @@ def train(model: torch.nn.Module, tokens: RaggedTokens, rows: np.ndarray, loss_o
     records: list[dict[str, float]] = []
     step = 0
     for epoch in range(settings["epochs"]):
+        if before_epoch is not None:
+            before_epoch(epoch)
         model.train()
         batches = length_grouped_batches(lengths, settings["batch_size"], rng)
         progress = tqdm(batches, desc=f"epoch {epoch + 1}/{settings['epochs']}", mininterval=5)

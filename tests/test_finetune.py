@@ -1,0 +1,86 @@
+"""Fine-tuning strategies: upsampling inside training folds only, LP-FT phases, a real fold run."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from workflow_scripts.finetune import finetune_fold, head_only_schedule, upsample_rare_classes
+from workflow_scripts.medians import build_reference, compute_gene_medians
+from workflow_scripts.model import classifier, freeze, geneformer_config, new_masked_lm
+from workflow_scripts.tokenize import tokenize_dataset
+from workflow_scripts.folds import make_folds
+
+MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
+             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.02,
+             layer_norm_eps=1e-12)
+SETTINGS = dict(epochs=3, batch_size=16, eval_batch_size=32, learning_rate=1e-3, lr_scheduler="linear",
+                warmup_steps=2, weight_decay=0.001, max_grad_norm=1.0, freeze_layers=0, freeze_embeddings=False,
+                loss="cross_entropy", focal_gamma=2.0, focal_alpha=None, upsample=False, upsample_fraction=0.5,
+                head_only_epochs=0, init="pretrained")
+
+
+def test_upsampling_adds_only_training_cells_of_rare_classes():
+    labels_by_row = np.array([0] * 40 + [1] * 8 + [2] * 2 + [0] * 10 + [1] * 10)
+    train_rows = np.arange(50)  # rows 50.. are the held-out fold
+    upsampled = upsample_rare_classes(train_rows, labels_by_row, 0.5, seed=0)
+    assert set(upsampled) <= set(train_rows)  # nothing from the held-out fold
+    counts = np.bincount(labels_by_row[upsampled])
+    assert counts.tolist() == [40, 20, 20]
+    assert np.array_equal(upsampled[:50], train_rows)
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    new_masked_lm(geneformer_config(MODEL, vocab_size=60, model_input_size=32), seed=0).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_lp_ft_trains_only_the_head_then_everything(checkpoint):
+    model = classifier(checkpoint, 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    freeze(model, 1, embeddings=False)
+    before_epoch = head_only_schedule(model, head_only_epochs=2)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+
+    def step_changes():
+        snapshot = {name: p.detach().clone() for name, p in model.named_parameters()}
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(input_ids=torch.randint(2, 60, (4, 12))).logits
+        torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 0, 1])).backward()
+        optimizer.step()
+        return {name for name, p in model.named_parameters() if not torch.equal(snapshot[name], p)}
+
+    for epoch in range(2):
+        before_epoch(epoch)
+        changed = step_changes()
+        assert changed and all(name.startswith("classifier") for name in changed)
+    before_epoch(2)
+    changed = step_changes()
+    assert any("encoder.layer.1." in name for name in changed)
+    assert any("embeddings" in name for name in changed)
+    assert not any("encoder.layer.0." in name for name in changed)  # frozen by freeze_layers stays frozen
+
+
+def test_finetune_fold_end_to_end(tmp_path, labelled_h5ad, checkpoint):
+    """Tokenize a small labelled file, make folds, fine-tune one fold with focal loss + upsampling."""
+    medians, tokens, used = tmp_path / "medians.tsv", tmp_path / "tokens.tsv", tmp_path / "used.tsv"
+    compute_gene_medians(labelled_h5ad, medians, chunk_size=100)
+    build_reference("corpus", "corpus", medians, False, tokens, used)
+    vocabulary = pd.read_csv(tokens, sep="\t")
+    new_masked_lm(geneformer_config(MODEL, vocab_size=len(vocabulary), model_input_size=32), 0).save_pretrained(checkpoint)
+    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", 32, False, 100, ["cell_type"], 50)
+    make_folds(labelled_h5ad, "cell_type", 3, 0, tmp_path / "folds.tsv")
+    settings = {**SETTINGS, "epochs": 8, "learning_rate": 3e-3, "loss": "focal", "focal_alpha": "balanced",
+                "upsample": True, "head_only_epochs": 1}
+    out = tmp_path / "fold"
+    finetune_fold(tmp_path / "tok.dataset", tmp_path / "folds.tsv", 1, checkpoint, settings, 0, 1,
+                  out / "predictions.tsv", out / "log.tsv", out / "model")
+    predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
+    folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t")
+    assert set(predictions["cell_id"]) == set(folds.loc[folds["fold"] == 1, "cell_id"])
+    probabilities = predictions[["prob:a", "prob:b", "prob:c"]].to_numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert (predictions["true_label"] == predictions["predicted_label"]).mean() > 0.6  # learnable markers
+    log = pd.read_csv(out / "log.tsv", sep="\t")
+    assert log["epoch"].max() == 8 and log["loss"].notna().all()
+    assert (out / "model" / "model.safetensors").exists()
