@@ -19,6 +19,8 @@ rule baseline_fold:
     resources:
         mem_mb=config["resources"]["baseline"]["mem_mb"],
         runtime=config["resources"]["baseline"]["runtime"],
+    conda:
+        CONDA_ENV
     log:
         "logs/baseline_fold/{experiment}/{method}/fold_{fold}.log",
     benchmark:

@@ -1,5 +1,6 @@
 # Shared helpers: the validated config and the names the other rule files use.
 import json
+from pathlib import Path
 
 from workflow_scripts.config import method_settings, validate_config
 
@@ -8,6 +9,7 @@ validate_config(config, source="config")  # fills schema defaults in place; stop
 EXPERIMENTS = list(config["experiments"])
 FINETUNE_KINDS = {"finetune"}
 PRETRAINED_MODEL = "results/pretrained_model"
+CONDA_ENV = "../envs/workflow.yaml"  # used with --sdm conda; relative to rules/
 
 
 def as_json(value):
@@ -45,6 +47,34 @@ def checkpoint_dir():
 def alternatives(names):
     """A wildcard constraint matching exactly these names."""
     return "|".join(names) if names else "(?!)"
+
+
+def obs_columns(wildcards):
+    """Label and group columns of every experiment that uses this dataset, copied into the tokens."""
+    columns = set()
+    for entry in config["experiments"].values():
+        if entry["dataset"] == wildcards.dataset:
+            columns.update(c for c in (entry["label_column"], entry["group_column"]) if c)
+    return as_json(sorted(columns))
+
+
+def fold_files(name):
+    """(method, fold, path) triples of an experiment, as 'method:fold:path' CLI items."""
+
+    def files(wildcards):
+        entry = experiment(wildcards)
+        return [
+            f"results/{wildcards.experiment}/{method}/fold_{fold}/{name}"
+            for method in entry["methods"]
+            for fold in range(entry["n_folds"])
+        ]
+
+    return files
+
+
+def labelled(paths):
+    """JSON list of [method, fold, path] for summarize / figures."""
+    return as_json([[Path(p).parts[-3], int(Path(p).parts[-2].removeprefix("fold_")), p] for p in paths])
 
 
 wildcard_constraints:

@@ -1,30 +1,13 @@
 # Metrics per fold, mean ± SD per method, and the experiment's figures.
 
 
-def fold_files(name):
-    """(method, fold, path) triples of an experiment, as 'method:fold:path' CLI items."""
-
-    def files(wildcards):
-        entry = experiment(wildcards)
-        return [
-            f"results/{wildcards.experiment}/{method}/fold_{fold}/{name}"
-            for method in entry["methods"]
-            for fold in range(entry["n_folds"])
-        ]
-
-    return files
-
-
-def labelled(paths):
-    """JSON list of [method, fold, path] for summarize / figures."""
-    return as_json([[p.split("/")[-3], int(p.split("/")[-2].removeprefix("fold_")), p] for p in paths])
-
-
 rule evaluate_fold:
     input:
         "results/{experiment}/{method}/fold_{fold}/predictions.tsv",
     output:
         "results/{experiment}/{method}/fold_{fold}/metrics.json",
+    conda:
+        CONDA_ENV
     log:
         "logs/evaluate_fold/{experiment}/{method}/fold_{fold}.log",
     benchmark:
@@ -47,6 +30,8 @@ rule summarize_experiment:
         per_class="results/{experiment}/per_class.csv",
     params:
         metrics=lambda wildcards, input: labelled(input),
+    conda:
+        CONDA_ENV
     log:
         "logs/summarize_experiment/{experiment}.log",
     benchmark:
@@ -74,6 +59,8 @@ rule plot_experiment:
         pdfs=multiext("results/{experiment}/figures/", "roc.pdf", "confusion.pdf", "per_class_f1.pdf"),
     params:
         predictions=lambda wildcards, input: labelled(input),
+    conda:
+        CONDA_ENV
     log:
         "logs/plot_experiment/{experiment}.log",
     benchmark:

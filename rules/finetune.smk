@@ -23,6 +23,8 @@ rule finetune_fold:
         gpu=config["resources"]["finetune"]["gpu"],
         mem_mb=config["resources"]["finetune"]["mem_mb"],
         runtime=config["resources"]["finetune"]["runtime"],
+    conda:
+        CONDA_ENV
     log:
         "logs/finetune_fold/{experiment}/{method}/fold_{fold}.log",
     benchmark:

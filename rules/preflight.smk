@@ -15,6 +15,8 @@ rule check_experiment:
         chunk_size=config["tokenizer"]["chunk_size"],
         model_input_size=config["tokenizer"]["model_input_size"],
         checkpoint=f"--checkpoint {config['model']['checkpoint']}" if config["model"]["checkpoint"] else "",
+    conda:
+        CONDA_ENV
     log:
         "logs/check_experiment/{experiment}.log",
     benchmark:
@@ -42,6 +44,8 @@ rule make_folds:
             else ""
         ),
         seed=config["seed"],
+    conda:
+        CONDA_ENV
     log:
         "logs/make_folds/{experiment}.log",
     benchmark:

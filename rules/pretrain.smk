@@ -18,6 +18,8 @@ rule pretrain:
         gpu=config["resources"]["pretrain"]["gpu"],
         mem_mb=config["resources"]["pretrain"]["mem_mb"],
         runtime=config["resources"]["pretrain"]["runtime"],
+    conda:
+        CONDA_ENV
     log:
         "logs/pretrain/pretrain.log",
     benchmark:

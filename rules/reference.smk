@@ -9,6 +9,8 @@ rule gene_medians:
         "results/reference/gene_medians.tsv",
     params:
         chunk_size=config["tokenizer"]["chunk_size"],
+    conda:
+        CONDA_ENV
     log:
         "logs/gene_medians/corpus.log",
     benchmark:
@@ -29,6 +31,8 @@ rule reference_dictionaries:
         tokens=config["reference"]["token_dictionary"],
         computed=lambda wildcards, input: f"--computed-medians-tsv {input.computed}" if input.computed else "",
         special_tokens=as_json(config["tokenizer"]["special_tokens"]),
+    conda:
+        CONDA_ENV
     log:
         "logs/reference_dictionaries/reference.log",
     benchmark:

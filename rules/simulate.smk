@@ -11,6 +11,8 @@ rule simulate_dataset:
         seed=config["seed"],
     wildcard_constraints:
         dataset=alternatives(SIMULATED),
+    conda:
+        CONDA_ENV
     log:
         "logs/simulate_dataset/{dataset}.log",
     benchmark:

@@ -1,15 +1,6 @@
 # Rank-value encoding of each dataset into Geneformer's `datasets` format.
 
 
-def obs_columns(wildcards):
-    """Label and group columns of every experiment that uses this dataset, copied into the tokens."""
-    columns = set()
-    for entry in config["experiments"].values():
-        if entry["dataset"] == wildcards.dataset:
-            columns.update(c for c in (entry["label_column"], entry["group_column"]) if c)
-    return as_json(sorted(columns))
-
-
 rule tokenize:
     input:
         h5ad="results/data/{dataset}.h5ad",
@@ -23,6 +14,8 @@ rule tokenize:
         chunk_size=config["tokenizer"]["chunk_size"],
         min_genes=config["checks"]["min_genes_in_vocabulary"],
         obs_columns=obs_columns,
+    conda:
+        CONDA_ENV
     log:
         "logs/tokenize/{dataset}.log",
     benchmark:

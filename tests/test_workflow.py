@@ -52,15 +52,18 @@ def test_test_preset_end_to_end(workdir):
     result = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml")
     assert result.returncode == 0, result.stderr[-5000:]
     summary = pd.read_csv(workdir / "results/pancreas_celltype/summary.csv")
-    assert list(summary["method"]) == ["geneformer", "pca_rf", "logreg_hvg"]
+    methods = ["geneformer_baseline", "geneformer_enhanced", "random_init", "pca_rf", "logreg_hvg"]
+    assert list(summary["method"]) == methods
     assert (summary["n_folds"] == 3).all()
     for metric in ["accuracy", "macro_f1", "macro_auc"]:
         assert summary[f"{metric}_mean"].between(0, 1).all()
         assert (summary[f"{metric}_sd"] >= 0).all()
     folds = pd.read_csv(workdir / "results/pancreas_celltype/folds.tsv", sep="\t")
     majority_rate = folds["label"].value_counts(normalize=True).max()
-    assert (summary["accuracy_mean"] > majority_rate + 0.05).all(), summary  # beats "always the common class"
-    assert (summary["macro_auc_mean"] > 0.75).all(), summary
+    trained = summary[summary["method"] != "random_init"]  # a tiny model needs pretraining to learn in 8 epochs
+    assert (trained["accuracy_mean"] > majority_rate + 0.05).all(), summary  # beats "always the common class"
+    assert (trained["macro_auc_mean"] > 0.75).all(), summary
+    assert "### Per-class F1" in (workdir / "results/pancreas_celltype/summary.md").read_text()
     for figure in ["roc", "confusion", "per_class_f1"]:
         assert (workdir / f"results/pancreas_celltype/figures/{figure}.png").stat().st_size > 10_000
     assert (workdir / "results/pretrained_model/model.safetensors").exists()

@@ -179,8 +179,9 @@ def per_class_table(
     return table
 
 
-def summary_markdown(experiment: str, summary: pd.DataFrame) -> str:
-    """A Markdown table of mean ± SD over folds, one row per method in the order given."""
+def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataFrame) -> str:
+    """Markdown: mean ± SD over folds per method, then per-class F1 with one column per method
+    (the layout of the ECE228 report's Table 2, baseline vs enhanced)."""
     lines = [
         f"## {experiment}: mean ± SD over folds",
         "",
@@ -190,6 +191,14 @@ def summary_markdown(experiment: str, summary: pd.DataFrame) -> str:
     lines += [
         f"| {row.method} | {row.accuracy} | {row.macro_f1} | {row.macro_auc} | {row.n_folds} |"
         for row in summary.itertuples(index=False)
+    ]
+    f1 = per_class.pivot(index="class", columns="method", values="f1_mean")[list(summary["method"])]
+    support = per_class.groupby("class")["support"].first()
+    lines += ["", "### Per-class F1 (mean over folds)", "",
+              "| class | cells | " + " | ".join(f1.columns) + " |", "|---|---|" + "---|" * len(f1.columns)]
+    lines += [
+        f"| {label} | {int(support[label])} | " + " | ".join(f"{value:.2f}" for value in row) + " |"
+        for label, row in f1.iterrows()
     ]
     return "\n".join(lines) + "\n"
 
@@ -201,13 +210,10 @@ def summarize_experiment(experiment: str, metrics: list[tuple[str, int, str | Pa
     folds, class_scores, classes = load_fold_metrics(ordered_metrics)
     folds.insert(0, "experiment", experiment)
     summary = summary_table(experiment, folds, method_order)
+    per_class = per_class_table(experiment, class_scores, method_order, classes)
     output_dir = Path(output_dir)
-    for name, table in (
-        ("fold_metrics.csv", folds),
-        ("summary.csv", summary),
-        ("per_class.csv", per_class_table(experiment, class_scores, method_order, classes)),
-    ):
+    for name, table in (("fold_metrics.csv", folds), ("summary.csv", summary), ("per_class.csv", per_class)):
         with atomic_path(output_dir / name) as temporary:
             table.to_csv(temporary, index=False)
     with atomic_path(output_dir / "summary.md") as temporary:
-        temporary.write_text(summary_markdown(experiment, summary))
+        temporary.write_text(summary_markdown(experiment, summary, per_class))
