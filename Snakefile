@@ -19,6 +19,7 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
 
 
 rule all:
@@ -26,3 +27,5 @@ rule all:
     input:
         expand("results/{experiment}/summary.csv", experiment=EXPERIMENTS),
         expand("results/{experiment}/figures/roc.png", experiment=EXPERIMENTS),
+        "results/tables/all_experiments.csv",
+        "results/tables/reported_vs_reproduced.csv",

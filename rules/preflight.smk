@@ -43,6 +43,7 @@ rule make_folds:
             if experiment(wildcards)["split"] == "grouped"
             else ""
         ),
+        subset=lambda wildcards: as_json(experiment(wildcards)["subset"]),
         seed=config["seed"],
     conda:
         CONDA_ENV
@@ -52,4 +53,5 @@ rule make_folds:
         "results/benchmarks/make_folds/{experiment}.tsv"
     shell:
         "python -m workflow_scripts folds --h5ad-path {input.h5ad} --label-column {params.label}"
-        " --n-folds {params.n_folds} --seed {params.seed} {params.group} --output-tsv {output} > {log} 2>&1"
+        " --n-folds {params.n_folds} --seed {params.seed} {params.group} --subset {params.subset:q}"
+        " --output-tsv {output} > {log} 2>&1"

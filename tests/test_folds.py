@@ -41,3 +41,11 @@ def test_grouped_split_with_too_few_donors_refused(labelled_h5ad, tmp_path):
     with pytest.raises(InputError, match="2 groups for 3 grouped folds"):
         make_folds(labelled_h5ad, "cell_type", 3, 0, output, group_column="donor")
     assert not output.exists()
+
+
+def test_subset_keeps_listed_values_only(labelled_h5ad, tmp_path):
+    output = tmp_path / "folds.tsv"
+    make_folds(labelled_h5ad, "cell_type", 3, 0, output, subset={"cell_type": ["a", "c"]})
+    assert set(read_folds(output)["label"]) == {"a", "c"}
+    with pytest.raises(InputError, match=r"subset values \['z'\] not in the data"):
+        make_folds(labelled_h5ad, "cell_type", 3, 0, output, subset={"cell_type": ["a", "z"]})

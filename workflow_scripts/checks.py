@@ -16,6 +16,7 @@ import pandas as pd
 from .counts import check_counts_file, read_gene_ids
 from .dictionaries import load_median_dictionary, load_token_dictionary
 from .errors import InputError
+from .folds import select_cells
 from .io_utils import write_json
 from .model import check_checkpoint
 
@@ -68,7 +69,7 @@ def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path
     """Run every preflight check of one experiment and write what was found."""
     source = str(h5ad_path)
     shape = check_counts_file(h5ad_path, chunk_size)
-    obs = ad.read_h5ad(h5ad_path, backed="r").obs
+    obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
     class_sizes = check_labels(obs, source, experiment)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
     overlap = check_vocabulary(read_gene_ids(h5ad_path), source, tokens,

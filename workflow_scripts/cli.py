@@ -34,6 +34,8 @@ COMMANDS = {
     "evaluate": "evaluate:evaluate_fold",
     "summarize": "evaluate:summarize_experiment",
     "figures": "figures:plot_experiment",
+    "aggregate": "aggregate:collect_experiments",
+    "compare": "aggregate:compare_with_reported",
 }
 
 

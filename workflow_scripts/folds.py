@@ -30,10 +30,28 @@ def assign_folds(
     return folds
 
 
+def select_cells(obs: pd.DataFrame, subset: dict[str, list], source: str) -> pd.DataFrame:
+    """The experiment's cells: those whose obs values are listed in `subset` (all cells if empty)."""
+    keep = np.ones(len(obs), dtype=bool)
+    for column, values in subset.items():
+        if column not in obs.columns:
+            raise InputError(f"{source}: obs['{column}']", "subset column missing",
+                             f"fix the experiment's subset or use one of {list(obs.columns)}")
+        present = obs[column].astype(str)
+        wanted = {str(value) for value in values}
+        absent = wanted - set(present.unique())
+        if absent:
+            raise InputError(f"{source}: obs['{column}']", f"subset values {sorted(absent)} not in the data",
+                             f"choose among {sorted(present.unique())}")
+        keep &= present.isin(wanted).to_numpy()
+    return obs[keep]
+
+
 def make_folds(h5ad_path: str | Path, label_column: str, n_folds: int, seed: int,
-               output_tsv: str | Path, group_column: str | None = None) -> None:
-    """Write folds.tsv (cell_id, label, [group,] fold) for one experiment."""
-    obs = ad.read_h5ad(h5ad_path, backed="r").obs
+               output_tsv: str | Path, group_column: str | None = None, subset: dict[str, list] | None = None
+               ) -> None:
+    """Write folds.tsv (cell_id, label, [group,] fold) for one experiment's cells."""
+    obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, subset or {}, str(h5ad_path))
     labels = obs[label_column].astype(str).to_numpy()
     groups = obs[group_column].astype(str).to_numpy() if group_column else None
     if groups is not None and len(np.unique(groups)) < n_folds:

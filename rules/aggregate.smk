@@ -1,0 +1,55 @@
+# Cross-experiment tables: all experiments side by side, and the reported-vs-reproduced table.
+
+
+rule all_experiments_table:
+    input:
+        expand("results/{experiment}/summary.csv", experiment=EXPERIMENTS),
+    output:
+        csv=report("results/tables/all_experiments.csv", category="Tables", caption="../report/all_experiments.rst"),
+        markdown="results/tables/all_experiments.md",
+    params:
+        summaries=lambda wildcards, input: as_json(
+            [[name, config["experiments"][name]["task"], path] for name, path in zip(EXPERIMENTS, input)]
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/all_experiments_table/all.log",
+    benchmark:
+        "results/benchmarks/all_experiments_table/all.tsv"
+    shell:
+        "python -m workflow_scripts aggregate --summaries {params.summaries:q} --output-csv {output.csv}"
+        " --output-md {output.markdown} > {log} 2>&1"
+
+
+rule reported_vs_reproduced:
+    input:
+        reported="config/reported.yaml",
+        summaries=expand("results/{experiment}/summary.csv", experiment=EXPERIMENTS),
+        per_class=expand("results/{experiment}/per_class.csv", experiment=EXPERIMENTS),
+    output:
+        csv=report(
+            "results/tables/reported_vs_reproduced.csv",
+            category="Tables",
+            caption="../report/reported_vs_reproduced.rst",
+        ),
+        markdown="results/tables/reported_vs_reproduced.md",
+    params:
+        summaries=lambda wildcards, input: as_json(
+            [list(entry) for entry in zip(EXPERIMENTS, input.summaries, input.per_class)]
+        ),
+        sources=as_json(
+            {
+                name: ("simulated" if config["datasets"][entry["dataset"]]["source"] == "simulated" else "real")
+                for name, entry in config["experiments"].items()
+            }
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/reported_vs_reproduced/all.log",
+    benchmark:
+        "results/benchmarks/reported_vs_reproduced/all.tsv"
+    shell:
+        "python -m workflow_scripts compare --reported-yaml {input.reported} --summaries {params.summaries:q}"
+        " --data-sources {params.sources:q} --output-csv {output.csv} --output-md {output.markdown} > {log} 2>&1"
