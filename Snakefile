@@ -27,5 +27,10 @@ rule all:
     input:
         expand("results/{experiment}/summary.csv", experiment=EXPERIMENTS),
         expand("results/{experiment}/figures/roc.png", experiment=EXPERIMENTS),
+        [
+            f"results/{name}/figures/relative_change.png"
+            for name, entry in config["experiments"].items()
+            if entry["reference_method"]
+        ],
         "results/tables/all_experiments.csv",
         "results/tables/reported_vs_reproduced.csv",

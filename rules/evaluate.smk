@@ -68,3 +68,26 @@ rule plot_experiment:
     shell:
         "python -m workflow_scripts figures --experiment {wildcards.experiment}"
         " --predictions {params.predictions:q} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"
+
+
+rule plot_relative_change:
+    input:
+        "results/{experiment}/summary.csv",
+    output:
+        png=report(
+            "results/{experiment}/figures/relative_change.png",
+            category="{experiment}",
+            caption="../report/relative_change.rst",
+        ),
+        pdf="results/{experiment}/figures/relative_change.pdf",
+    params:
+        reference=lambda wildcards: experiment(wildcards)["reference_method"],
+    conda:
+        CONDA_ENV
+    log:
+        "logs/plot_relative_change/{experiment}.log",
+    benchmark:
+        "results/benchmarks/plot_relative_change/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts relative-change --experiment {wildcards.experiment} --summary-csv {input}"
+        " --reference-method {params.reference} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"

@@ -20,9 +20,11 @@ def test_default_and_presets_are_valid():
 
 def test_method_overrides_merge_over_global_finetuning():
     config = load_config(DEFAULT_CONFIG_PATH)
-    settings = method_settings(config, "pancreas_celltype", "geneformer")["finetuning"]
-    assert settings["freeze_layers"] == 2
+    settings = method_settings(config, "pancreas_celltype", "geneformer_enhanced")["finetuning"]
+    assert settings["freeze_layers"] == 2 and settings["loss"] == "focal"
     assert settings["learning_rate"] == config["finetuning"]["learning_rate"]
+    baseline = method_settings(config, "pancreas_celltype", "geneformer_baseline")["finetuning"]
+    assert baseline["freeze_layers"] == 0 and baseline["loss"] == "cross_entropy"
 
 
 def raw_default():
@@ -36,8 +38,11 @@ def raw_default():
         (lambda c: c.update(unknown_key=1), "unknown_key"),
         (lambda c: c["model"].update(hidden_act="tanh"), "model.hidden_act"),
         (lambda c: c["experiments"]["pancreas_celltype"].update(dataset="nowhere"), "dataset"),
-        (lambda c: c["experiments"]["pancreas_celltype"]["methods"]["geneformer"].update(
-            finetuning={"learning_rte": 1}), "methods.geneformer.finetuning"),
+        (lambda c: c["experiments"]["pancreas_celltype"]["methods"]["geneformer_baseline"].update(
+            finetuning={"learning_rte": 1}), "methods.geneformer_baseline.finetuning"),
+        (lambda c: c["experiments"]["pancreas_celltype"]["methods"]["geneformer_baseline"].update(
+            finetuning={"epochs": 2, "head_only_epochs": 3}), "head_only_epochs"),
+        (lambda c: c["experiments"]["pancreas_celltype"].update(reference_method="nope"), "reference_method"),
         (lambda c: c["experiments"]["pancreas_celltype"].update(split="grouped"), "group_column"),
         (lambda c: c["datasets"].update(mine={"source": "h5ad"}), "datasets.mine"),
         (lambda c: c["experiments"]["pancreas_celltype"].pop("label_column"), "label_column"),

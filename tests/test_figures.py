@@ -92,3 +92,16 @@ def test_mixed_class_orders_are_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="disagree on classes"):
         plot_experiment("toy", entries, tmp_path / "figures")
     assert not (tmp_path / "figures").exists()
+
+
+def test_relative_change_figure(tmp_path):
+    from workflow_scripts.figures import plot_relative_change
+
+    summary = pd.DataFrame({"method": ["default", "linear_probing", "full"], "accuracy_mean": [0.8, 0.88, 0.72],
+                            "macro_f1_mean": [0.7, 0.7, 0.63], "macro_auc_mean": [0.9, 0.95, 0.9]})
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    paths = plot_relative_change("x", tmp_path / "summary.csv", "default", tmp_path)
+    assert [p.name for p in paths] == ["relative_change.png", "relative_change.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    with pytest.raises(InputError, match="reference method 'nope'"):
+        plot_relative_change("x", tmp_path / "summary.csv", "nope", tmp_path)

@@ -34,6 +34,7 @@ COMMANDS = {
     "evaluate": "evaluate:evaluate_fold",
     "summarize": "evaluate:summarize_experiment",
     "figures": "figures:plot_experiment",
+    "relative-change": "figures:plot_relative_change",
     "aggregate": "aggregate:collect_experiments",
     "compare": "aggregate:compare_with_reported",
 }

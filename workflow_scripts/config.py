@@ -56,6 +56,12 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                 "split: grouped needs a group_column",
                 "set group_column (e.g. donor) or use split: stratified",
             )
+        if experiment["reference_method"] and experiment["reference_method"] not in experiment["methods"]:
+            raise InputError(
+                f"{source}: experiments.{name}.reference_method",
+                f"'{experiment['reference_method']}' is not a method of this experiment",
+                f"use one of {sorted(experiment['methods'])} or null",
+            )
         for method in experiment["methods"]:
             method_settings(config, name, method, source)
     for name, dataset in config["datasets"].items():

@@ -189,3 +189,29 @@ def plot_experiment(
         *save_figure(plot_confusion(experiment, metrics_by_method, classes), output_dir, "confusion"),
         *save_figure(plot_per_class_f1(experiment, metrics_by_method, classes, colours), output_dir, "per_class_f1"),
     ]
+
+
+def plot_relative_change(experiment: str, summary_csv: str | Path, reference_method: str,
+                         output_dir: str | Path) -> list[Path]:
+    """% change of each method's mean accuracy, macro F1 and macro AUC relative to `reference_method`
+    (the layout of the Delft thesis' Figures 3 and 7). Writes relative_change.png/.pdf."""
+    summary = pd.read_csv(summary_csv).set_index("method")
+    if reference_method not in summary.index:
+        raise InputError(f"{summary_csv}", f"reference method '{reference_method}' not in the summary",
+                         f"set reference_method to one of {list(summary.index)}")
+    metrics = {"accuracy_mean": "accuracy", "macro_f1_mean": "macro F1", "macro_auc_mean": "macro AUC"}
+    others = [method for method in summary.index if method != reference_method]
+    change = 100 * (summary.loc[others, list(metrics)] / summary.loc[reference_method, list(metrics)] - 1)
+    figure = Figure(figsize=(max(6.0, 1.2 * len(others) + 2), 4.2))
+    axes = figure.subplots()
+    width = 0.8 / len(metrics)
+    positions = np.arange(len(others))
+    for index, (column, label) in enumerate(metrics.items()):
+        bars = axes.bar(positions + (index - 1) * width, change[column], width, label=label)
+        axes.bar_label(bars, fmt="%+.1f", fontsize=7, padding=2)
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(positions, others, rotation=30, ha="right")
+    axes.set_ylabel(f"% change vs {reference_method}")
+    axes.set_title(f"{experiment}: each strategy relative to {reference_method} (mean over folds)")
+    axes.legend(frameon=False)
+    return save_figure(figure, Path(output_dir), "relative_change")
