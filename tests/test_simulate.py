@@ -7,8 +7,10 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
+from scipy.stats import spearmanr
 
 from workflow_scripts import simulate
 from workflow_scripts.config import load_config
@@ -20,8 +22,11 @@ SMALL = {
     "n_programs": 20,
     "corpus": {"n_cells": 300},
     "pancreas": {"n_cells": 600, "n_donors": 3, "n_technologies": 2},
+    "sciplex2": {"n_cells": 360, "n_replicates": 2},
+    "cardiomyocytes": {"n_cells": 400},
 }
 SEED = 5
+DATASETS = ("corpus", "pancreas", "sciplex2", "cardiomyocytes")
 RARE_TYPES = ("epsilon", "schwann", "t_cell", "mast")
 COMMON_TYPES = ("alpha", "beta", "ductal", "acinar")
 
@@ -49,14 +54,14 @@ def _write(directory: Path, name: str, simulation: dict, seed: int) -> tuple[ad.
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, simulation) -> dict[str, tuple[ad.AnnData, dict]]:
     directory = tmp_path_factory.mktemp("simulated")
-    return {name: _write(directory, name, simulation, SEED) for name in ("corpus", "pancreas")}
+    return {name: _write(directory, name, simulation, SEED) for name in DATASETS}
 
 
 def _same_matrix(left: sp.csr_matrix, right: sp.csr_matrix) -> bool:
     return all(np.array_equal(getattr(left, part), getattr(right, part)) for part in ("data", "indices", "indptr"))
 
 
-@pytest.mark.parametrize("name", ["corpus", "pancreas"])
+@pytest.mark.parametrize("name", DATASETS)
 def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path, simulation, written, name):
     first, first_truth = written[name]
     again, again_truth = _write(tmp_path / "again", name, simulation, SEED)
@@ -68,7 +73,7 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path, simu
     assert not np.array_equal(first.var_names, other.var_names)
 
 
-@pytest.mark.parametrize("name", ["corpus", "pancreas"])
+@pytest.mark.parametrize("name", DATASETS)
 def test_written_file_follows_the_contract(written, simulation, name):
     adata, _ = written[name]
     assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.int32
@@ -84,7 +89,7 @@ def test_written_file_follows_the_contract(written, simulation, name):
     assert adata.obs_names.is_unique and adata.obs_names[0] == f"{name}_00000"
 
 
-@pytest.mark.parametrize("name", ["corpus", "pancreas"])
+@pytest.mark.parametrize("name", DATASETS)
 def test_counts_are_sparse_and_long_tailed(written, name):
     adata, _ = written[name]
     assert adata.X.nnz / np.prod(adata.shape) < 0.5
@@ -176,4 +181,221 @@ def test_bad_input_is_refused_before_any_output(tmp_path, simulation):
         simulate.simulate_dataset("pancreas", too_few_programs, SEED, h5ad, truth)
     with pytest.raises(InputError, match="n_genes"):
         simulate.build_world(SEED, 10**6, 20)
+    assert not list(tmp_path.iterdir())
+
+
+def _gene_columns(adata: ad.AnnData, genes: list[str]) -> list[int]:
+    return list(adata.var_names.get_indexer(genes))
+
+
+def test_new_datasets_leave_the_existing_ones_unchanged(simulation):
+    """Settings of other datasets never reach the corpus: each builder has its own random stream."""
+    world = simulate.world_from_settings(simulation, SEED)
+    other_settings = {
+        **simulation,
+        "sciplex2": {**simulation["sciplex2"], "n_cells": 999, "doses": [0, 3]},
+        "cardiomyocytes": {**simulation["cardiomyocytes"], "n_cells": 777},
+    }
+    first = simulate.simulate_corpus(world, simulation, SEED).adata
+    again = simulate.simulate_corpus(world, other_settings, SEED).adata
+    assert _same_matrix(first.X, again.X)
+
+
+def test_world_without_dosage_genes_is_the_world_drawn_before_them():
+    planted = simulate.build_world(SEED, 500, 20, 10)
+    plain = simulate.build_world(SEED, 500, 20)
+    assert len(plain.dosage_sensitive) == len(plain.dosage_insensitive) == 0
+    assert np.array_equal(planted.gene_ids, plain.gene_ids)
+    assert np.array_equal(planted.baseline_log_expression, plain.baseline_log_expression)
+    untouched = np.setdiff1d(np.arange(500), np.concatenate([planted.dosage_sensitive, planted.dosage_insensitive]))
+    assert np.array_equal(planted.dispersion[untouched], plain.dispersion[untouched])
+
+
+def test_sciplex2_doses_treatments_and_replicates(written, simulation):
+    adata, truth = written["sciplex2"]
+    settings = simulation["sciplex2"]
+    labels = ["0", "0.1", "1", "10", "25", "50"]
+    assert list(adata.obs["dose"].cat.categories) == labels  # ordered by dose, not as strings
+    counts = adata.obs["dose"].value_counts()
+    assert counts.sum() == settings["n_cells"] and counts.max() - counts.min() <= 1
+    vehicle = (adata.obs["dose"] == "0").to_numpy()
+    assert (adata.obs["treatment"].to_numpy()[vehicle] == "vehicle").all()
+    assert (adata.obs["treatment"].to_numpy()[~vehicle] == "nutlin3a").all()
+    assert sorted(adata.obs["replicate"].unique()) == ["replicate_1", "replicate_2"]
+    assert {label: entry["n_cells"] for label, entry in truth["doses"].items()} == counts.to_dict()
+    assert truth["doses"]["0"]["treatment"] == "vehicle" and truth["doses"]["25"]["dose_um"] == 25.0
+    responses = [truth["doses"][label]["response_at_median_ec50"] for label in labels]
+    assert responses[0] == 0 and np.all(np.diff(responses) > 0) and responses[-1] > 0.9  # saturating
+
+
+def test_p53_targets_rise_with_dose_and_cell_cycle_genes_fall(written):
+    adata, truth = written["sciplex2"]
+    expression = _log_normalized(adata)
+    dose = adata.obs["dose"].cat.codes.to_numpy()
+    target_score = expression[:, _gene_columns(adata, truth["p53_target_genes"])].mean(axis=1)
+    assert spearmanr(dose, target_score).statistic > 0.6
+    dose_means = np.array([target_score[dose == level].mean() for level in range(dose.max() + 1)])
+    assert np.all(np.diff(dose_means) > -0.05)  # non-decreasing up to noise at the near-equal low doses
+    assert dose_means[-1] - dose_means[0] > 0.5
+    assert np.argmax(np.diff(dose_means)) == 2  # the largest step is 1 -> 10 µM, across the EC50
+    cell_cycle_score = expression[:, _gene_columns(adata, truth["cell_cycle_genes"])].mean(axis=1)
+    assert cell_cycle_score[dose == dose.max()].mean() < cell_cycle_score[dose == 0].mean() - 0.1
+
+
+def test_doses_come_from_the_configuration(simulation):
+    settings = {**simulation, "sciplex2": {"n_cells": 100, "doses": [2.5, 0, 125], "n_replicates": 1}}
+    world = simulate.build_world(SEED, 300, 20)
+    adata = simulate.simulate_sciplex2(world, settings, SEED).adata
+    assert list(adata.obs["dose"].cat.categories) == ["0", "2.5", "125"]
+    assert adata.obs["dose"].value_counts().to_dict() == {"0": 34, "2.5": 33, "125": 33}
+
+
+def test_cardiomyocyte_donors_are_nested_in_disease(written, simulation):
+    adata, truth = written["cardiomyocytes"]
+    assert list(adata.obs["disease"].cat.categories) == ["NF", "HCM", "DCM"]
+    diseases_per_donor = adata.obs.groupby("donor", observed=True)["disease"].nunique()
+    assert (diseases_per_donor == 1).all()
+    donors_per_disease = adata.obs.groupby("disease", observed=True)["donor"].nunique().to_dict()
+    assert donors_per_disease == simulation["cardiomyocytes"]["donors_per_disease"]
+    assert donors_per_disease == {"NF": 9, "HCM": 11, "DCM": 9}  # the schema defaults, as in the paper
+    assert adata.obs["donor"].value_counts().min() >= simulate.MIN_CELLS_PER_DONOR
+    for donor, entry in truth["donors"].items():
+        assert (adata.obs.loc[adata.obs["donor"] == donor, "disease"] == entry["disease"]).all()
+        assert donor in truth["diseases"][entry["disease"]]["donors"]
+
+
+def test_truth_records_the_planted_perturbation_targets(written):
+    adata, truth = written["cardiomyocytes"]
+    driver, pair = truth["driver"], truth["cooperating_pair"]
+    controls = truth["control_genes"]
+    planted = [driver["gene"], *pair["genes"], *pair["target_genes"], *controls]
+    assert len(set(planted)) == len(planted) == 3 + simulate.N_PAIR_TARGETS + simulate.N_CONTROL_GENES
+    assert set(planted) <= set(adata.var_names)
+    assert driver["drives_program"] == truth["program_of_role"]["failing_heart"]
+    driven_program = truth["world"]["programs"][driver["drives_program"]]["genes"]
+    assert driver["target_genes"] and set(driver["target_genes"]) <= set(driven_program)
+    assert driver["gene"] not in driven_program
+    together, alone = pair["target_log_fold_change_together"], pair["target_log_fold_change_each_alone"]
+    assert together > 2 * alone  # the joint effect exceeds the sum of the single effects
+    disease_programs = {truth["program_of_role"][role] for role in simulate.CARDIOMYOCYTE_PROGRAM_ROLES}
+    disease_genes = {gene for name in disease_programs for gene in truth["world"]["programs"][name]["genes"]}
+    assert not disease_genes & set(controls)
+
+
+def test_driver_follows_disease_and_its_targets(written):
+    adata, truth = written["cardiomyocytes"]
+    expression = _log_normalized(adata)
+    disease = adata.obs["disease"].to_numpy()
+    driver = expression[:, adata.var_names.get_loc(truth["driver"]["gene"])]
+    assert driver[disease == "HCM"].mean() > driver[disease == "NF"].mean() + 0.5
+    assert driver[disease == "DCM"].mean() > driver[disease == "NF"].mean() + 0.5
+    target_score = expression[:, _gene_columns(adata, truth["driver"]["target_genes"])].mean(axis=1)
+    assert np.corrcoef(driver, target_score)[0, 1] > 0.3
+    control_score = expression[:, _gene_columns(adata, truth["control_genes"])].mean(axis=1)
+    failing = disease != "NF"
+    control_shift = abs(control_score[failing].mean() - control_score[~failing].mean())
+    assert control_shift < 0.5 * (target_score[failing].mean() - target_score[~failing].mean())
+
+
+def test_cooperating_pair_acts_more_than_additively(written):
+    adata, truth = written["cardiomyocytes"]
+    expression = _log_normalized(adata)
+    first, second = (expression[:, adata.var_names.get_loc(gene)] for gene in truth["cooperating_pair"]["genes"])
+    # The clearly on and clearly off thirds of each gene (the middle mixes both).
+    on_first, off_first = first > np.quantile(first, 0.65), first <= np.quantile(first, 0.35)
+    on_second, off_second = second > np.quantile(second, 0.65), second <= np.quantile(second, 0.35)
+    score = expression[:, _gene_columns(adata, truth["cooperating_pair"]["target_genes"])].mean(axis=1)
+    neither = score[off_first & off_second].mean()
+    first_alone = score[on_first & off_second].mean() - neither
+    second_alone = score[off_first & on_second].mean() - neither
+    together = score[on_first & on_second].mean() - neither
+    assert together > 1.5 * (first_alone + second_alone) and together > 0.5
+
+
+def test_dosage_label_file(tmp_path, written, simulation):
+    output = tmp_path / "dosage_genes.tsv"
+    simulate.write_dosage_gene_labels(simulation, SEED, output)
+    labels = pd.read_csv(output, sep="\t")
+    assert list(labels.columns) == ["ensembl_id", "label"]
+    n_per_class = simulation["dosage_genes"]["n_per_class"]
+    class_sizes = labels["label"].value_counts().to_dict()
+    assert class_sizes == {"dosage_sensitive": n_per_class, "dosage_insensitive": n_per_class}
+    assert labels["ensembl_id"].is_unique and labels["ensembl_id"].is_monotonic_increasing
+    for adata, _ in written.values():
+        assert set(labels["ensembl_id"]) <= set(adata.var_names)
+    world = written["corpus"][1]["world"]
+    sensitive = set(labels.loc[labels["label"] == "dosage_sensitive", "ensembl_id"])
+    assert sensitive == set(world["dosage_sensitive_genes"])
+    assert set(labels["ensembl_id"]) - sensitive == set(world["dosage_insensitive_genes"])
+
+
+def test_dosage_sensitive_genes_are_tightly_regulated_hubs(simulation):
+    world = simulate.world_from_settings(simulation, SEED)
+    memberships = (world.program_effects() != 0).sum(axis=0)
+    assert memberships[world.dosage_sensitive].min() >= simulate.HUB_PROGRAM_RANGE[0]
+    assert memberships[world.dosage_insensitive].max() <= 1
+    sensitive_dispersion = np.median(world.dispersion[world.dosage_sensitive])
+    assert sensitive_dispersion * 4 < np.median(world.dispersion[world.dosage_insensitive])
+    effects = np.abs(world.program_effects())
+    single_effect = effects[:, world.dosage_insensitive].max(axis=0)
+    assert np.median(single_effect) < np.median(effects[:, world.dosage_sensitive].max(axis=0))
+
+
+def _top_rank_fraction(adata: ad.AnnData, top: int = 64) -> np.ndarray:
+    """Per gene, the fraction of cells in which it is among the first `top` rank-value tokens
+    (count / n_counts scaled by the gene's non-zero median, as Geneformer's tokenizer ranks them)."""
+    counts = adata.X.toarray().astype(float)
+    normalized = counts / counts.sum(axis=1, keepdims=True) * 1e4
+    detected = (normalized > 0).any(axis=0)
+    medians = np.ones(adata.n_vars)
+    medians[detected] = np.nanmedian(np.where(normalized > 0, normalized, np.nan)[:, detected], axis=0)
+    ranked = normalized / medians
+    top_genes = np.argpartition(-ranked, top - 1, axis=1)[:, :top]
+    top_genes = top_genes[np.take_along_axis(ranked, top_genes, axis=1) > 0]
+    return np.bincount(top_genes, minlength=adata.n_vars) / adata.n_obs
+
+
+def test_dosage_genes_show_in_the_corpus(written):
+    adata, truth = written["corpus"]
+    expression = _log_normalized(adata)
+    columns = {
+        label: _gene_columns(adata, truth["world"][f"{label}_genes"])
+        for label in ("dosage_sensitive", "dosage_insensitive")
+    }
+    detected = (adata.X.toarray() > 0).mean(axis=0)
+    top_fraction = _top_rank_fraction(adata)
+    for genes in columns.values():
+        assert np.median(detected[genes]) > 0.25  # both classes are seen in many cells
+        assert np.median(top_fraction[genes]) > 2 * np.median(top_fraction)  # and reach the top ranks
+    # Sensitive genes follow the cell's program context; insensitive genes do not.
+    _, program = np.unique(adata.obs["program"].to_numpy(), return_inverse=True)  # programs with cells
+    one_hot = np.eye(program.max() + 1)[program]
+    program_means = (one_hot.T @ expression) / one_hot.sum(axis=0)[:, None]
+    context_share = {
+        label: (one_hot @ program_means[:, genes]).var(axis=0) / expression[:, genes].var(axis=0)
+        for label, genes in columns.items()
+    }
+    assert np.median(context_share["dosage_sensitive"]) > 1.5 * np.median(context_share["dosage_insensitive"])
+
+
+def test_new_datasets_refuse_bad_settings_before_any_output(tmp_path, simulation):
+    h5ad, truth = tmp_path / "x.h5ad", tmp_path / "x.truth.json"
+    same_label = {**simulation, "sciplex2": {**simulation["sciplex2"], "doses": [0, 1, 1.0000001]}}
+    with pytest.raises(InputError, match="doses"):
+        simulate.simulate_dataset("sciplex2", same_label, SEED, h5ad, truth)
+    too_few_cells = {**simulation, "cardiomyocytes": {**simulation["cardiomyocytes"], "n_cells": 100}}
+    with pytest.raises(InputError, match="cardiomyocytes.n_cells"):
+        simulate.simulate_dataset("cardiomyocytes", too_few_cells, SEED, h5ad, truth)
+    too_many_dosage_genes = {**simulation, "dosage_genes": {"n_per_class": 900}}
+    with pytest.raises(InputError, match="n_per_class"):
+        simulate.simulate_dataset("corpus", too_many_dosage_genes, SEED, h5ad, truth)
+    no_dosage_genes = {**simulation, "dosage_genes": {"n_per_class": 0}}
+    with pytest.raises(InputError, match="n_per_class"):
+        simulate.write_dosage_gene_labels(no_dosage_genes, SEED, tmp_path / "labels.tsv")
+    few_programs = simulate.build_world(SEED, 300, 3)
+    for builder in (simulate.simulate_sciplex2, simulate.simulate_cardiomyocytes):
+        with pytest.raises(InputError, match="n_programs"):
+            builder(few_programs, simulation, SEED)
+    with pytest.raises(InputError, match="n_genes"):  # too few genes outside the disease programs
+        simulate.simulate_cardiomyocytes(simulate.build_world(SEED, 100, 20), simulation, SEED)
     assert not list(tmp_path.iterdir())
