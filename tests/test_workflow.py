@@ -64,6 +64,15 @@ def test_test_preset_end_to_end(workdir):
     assert (trained["accuracy_mean"] > majority_rate + 0.05).all(), summary  # beats "always the common class"
     assert (trained["macro_auc_mean"] > 0.75).all(), summary
     assert "### Per-class F1" in (workdir / "results/pancreas_celltype/summary.md").read_text()
+    everything = pd.read_csv(workdir / "results/tables/all_experiments.csv")
+    assert set(everything["experiment"]) == {"pancreas_celltype", "sciplex2_two_class", "sciplex2_four_class",
+                                             "cardiomyopathy_donor_folds", "cardiomyopathy_cell_folds"}
+    reported = pd.read_csv(workdir / "results/tables/reported_vs_reproduced.csv", dtype=str)
+    sciplex = reported[reported["experiment"] == "sciplex2_two_class"]
+    assert len(sciplex) == 10 and sciplex["reproduced"].str.contains("±").all()
+    assert (workdir / "results/sciplex2_four_class/figures/relative_change.png").exists()
+    folds = pd.read_csv(workdir / "results/cardiomyopathy_donor_folds/folds.tsv", sep="\t")
+    assert (folds.groupby("group")["fold"].nunique() == 1).all()  # no donor in two folds
     for figure in ["roc", "confusion", "per_class_f1"]:
         assert (workdir / f"results/pancreas_celltype/figures/{figure}.png").stat().st_size > 10_000
     assert (workdir / "results/pretrained_model/model.safetensors").exists()
