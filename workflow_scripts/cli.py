@@ -65,9 +65,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(function)
     parser = argparse.ArgumentParser(prog=f"python -m workflow_scripts {command}", description=function.__doc__)
     for name, parameter in inspect.signature(function).parameters.items():
-        required = parameter.default is inspect.Parameter.empty
+        optional = type(None) in typing.get_args(hints[name])  # `X | None` may be left out: None
+        required = parameter.default is inspect.Parameter.empty and not optional
+        default = None if parameter.default is inspect.Parameter.empty else parameter.default
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(hints[name]),
-                            required=required, default=None if required else parameter.default)
+                            required=required, default=default)
     return parser
 
 
