@@ -22,11 +22,11 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from .counts import TARGET_SUM
 from .errors import InputError
+from .folds import class_order, read_folds
 from .io_utils import write_tsv
 
-NORMALIZATION_TOTAL = 1e4
-FOLDS_COLUMNS = ("cell_id", "label", "fold")
 
 
 @dataclass(frozen=True)
@@ -41,26 +41,9 @@ class FoldSplit:
     classes: list[str]
 
 
-def read_folds(folds_tsv: str | Path) -> pd.DataFrame:
-    """folds.tsv with string ids and labels, so class order is the same whatever the labels look like."""
-    folds = pd.read_csv(folds_tsv, sep="\t", dtype={"cell_id": str, "label": str}, keep_default_na=False)
-    missing_columns = [column for column in FOLDS_COLUMNS if column not in folds.columns]
-    if missing_columns:
-        raise InputError(
-            str(folds_tsv), f"lacks columns {missing_columns}", "write folds.tsv with cell_id, label, fold"
-        )
-    if (folds["label"] == "").any() or folds["cell_id"].duplicated().any():
-        raise InputError(
-            str(folds_tsv), "has empty labels or duplicated cell ids", "rebuild folds.tsv from the dataset"
-        )
-    if not pd.api.types.is_integer_dtype(folds["fold"]):
-        raise InputError(str(folds_tsv), "column fold is not integer", "write integer fold numbers 0..K-1")
-    return folds
-
-
 def log_normalize(counts: sp.spmatrix, n_counts: np.ndarray) -> sp.csr_matrix:
     """log1p(count / n_counts * 1e4), staying sparse (zeros stay zeros)."""
-    scaled = sp.csr_matrix(sp.diags(NORMALIZATION_TOTAL / n_counts) @ counts.astype(np.float64))
+    scaled = sp.csr_matrix(sp.diags(TARGET_SUM / n_counts) @ counts.astype(np.float64))
     scaled.data = np.log1p(scaled.data)
     return scaled
 
@@ -99,7 +82,7 @@ def load_fold_split(h5ad_path: str | Path, folds_tsv: str | Path, fold: int) -> 
         test_expression=expression[held_out],
         test_labels=labels[held_out],
         test_cell_ids=folds["cell_id"].to_numpy()[held_out],
-        classes=sorted(set(labels)),
+        classes=class_order(folds),
     )
 
 

@@ -53,8 +53,8 @@ def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any]) -> 
 def check_vocabulary(gene_ids: np.ndarray, source: str, tokens: dict[str, int], medians: dict[str, float],
                      minimum: int) -> int:
     """Enough of the dataset's genes must be in the token dictionary with a median."""
-    known = set(tokens) & set(medians)
-    overlap = int(sum(gene in known for gene in pd.unique(gene_ids)))
+    known = list(set(tokens) & set(medians))
+    overlap = int(np.isin(pd.unique(gene_ids), known).sum())
     if overlap < minimum:
         raise InputError(source, f"only {overlap} of {len(gene_ids)} genes are in the token dictionary "
                                  f"with a median (checks.min_genes_in_vocabulary is {minimum})",

@@ -14,6 +14,8 @@ import pandas as pd
 from .errors import InputError
 from .io_utils import write_tsv
 
+FOLDS_COLUMNS = ("cell_id", "label", "fold")
+
 
 def assign_folds(
     labels: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None
@@ -74,7 +76,20 @@ def make_folds(h5ad_path: str | Path, label_column: str, n_folds: int, seed: int
 
 
 def read_folds(folds_tsv: str | Path) -> pd.DataFrame:
-    return pd.read_csv(folds_tsv, sep="\t", dtype={"cell_id": str, "label": str})
+    """folds.tsv with string ids and labels, so class order is the same whatever the labels look like."""
+    folds = pd.read_csv(folds_tsv, sep="\t", dtype={"cell_id": str, "label": str}, keep_default_na=False)
+    missing_columns = [column for column in FOLDS_COLUMNS if column not in folds.columns]
+    if missing_columns:
+        raise InputError(
+            str(folds_tsv), f"lacks columns {missing_columns}", "write folds.tsv with cell_id, label, fold"
+        )
+    if (folds["label"] == "").any() or folds["cell_id"].duplicated().any():
+        raise InputError(
+            str(folds_tsv), "has empty labels or duplicated cell ids", "rebuild folds.tsv from the dataset"
+        )
+    if not pd.api.types.is_integer_dtype(folds["fold"]):
+        raise InputError(str(folds_tsv), "column fold is not integer", "write integer fold numbers 0..K-1")
+    return folds
 
 
 def class_order(folds: pd.DataFrame) -> list[str]:
