@@ -1,15 +1,24 @@
-# Simple baselines in the same folds: PCA + random forest, logistic regression on HVGs.
+# Simple baselines in the same folds: PCA + random forest, logistic regression on HVGs (cells) or on
+# expression statistics (genes).
 
 
 rule baseline_fold:
     input:
         h5ad=experiment_h5ad,
         folds="results/{experiment}/folds.tsv",
+        gene_task=lambda wildcards: (
+            [experiment_tokens(wildcards), f"results/{wildcards.experiment}/cells.tsv"] if is_gene_task(wildcards) else []
+        ),
     output:
         predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
     wildcard_constraints:
         method=alternatives(methods_of(False)),
     params:
+        command=lambda wildcards, input: (
+            f"gene-baseline --tokenized-dir {input.gene_task[0]} --cells-tsv {input.gene_task[1]}"
+            if is_gene_task(wildcards)
+            else "baseline"
+        ),
         kind=lambda wildcards: method_settings(config, wildcards.experiment, wildcards.method)["kind"],
         settings=lambda wildcards: as_json(
             method_settings(config, wildcards.experiment, wildcards.method)["baseline"]
@@ -26,6 +35,6 @@ rule baseline_fold:
     benchmark:
         "results/benchmarks/baseline_fold/{experiment}/{method}/fold_{fold}.tsv"
     shell:
-        "python -m workflow_scripts baseline --kind {params.kind} --h5ad-path {input.h5ad}"
+        "python -m workflow_scripts {params.command} --kind {params.kind} --h5ad-path {input.h5ad}"
         " --folds-tsv {input.folds} --fold {wildcards.fold} --settings {params.settings:q}"
         " --seed {params.seed} --output-predictions {output.predictions} > {log} 2>&1"

@@ -7,6 +7,9 @@ from workflow_scripts.config import method_settings, validate_config
 validate_config(config, source="config")  # fills schema defaults in place; stops on a bad config
 
 EXPERIMENTS = list(config["experiments"])
+GENE_EXPERIMENTS = [name for name, entry in config["experiments"].items() if entry["task"] == "gene_classification"]
+CELL_EXPERIMENTS = [name for name in EXPERIMENTS if name not in GENE_EXPERIMENTS]
+SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
 FINETUNE_KINDS = {"finetune"}
 PRETRAINED_MODEL = "results/pretrained_model"
 CONDA_ENV = "../envs/workflow.yaml"  # used with --sdm conda; relative to rules/
@@ -23,6 +26,20 @@ def experiment(wildcards):
 
 def experiment_h5ad(wildcards):
     return f"results/data/{experiment(wildcards)['dataset']}.h5ad"
+
+
+def is_gene_task(wildcards):
+    return wildcards.experiment in GENE_EXPERIMENTS
+
+
+def experiment_tokens(wildcards):
+    return f"results/tokenized/{experiment(wildcards)['dataset']}.dataset"
+
+
+def gene_labels(wildcards):
+    """A gene task's label file: the simulator's planted dosage genes, or the user's TSV."""
+    labels = experiment(wildcards)["gene_labels"]
+    return SIMULATED_GENE_LABELS if labels == "simulated" else labels
 
 
 def methods_of(kinds_wanted, experiment_names=EXPERIMENTS):
@@ -54,7 +71,7 @@ def obs_columns(wildcards):
     columns = set()
     for entry in config["experiments"].values():
         if entry["dataset"] == wildcards.dataset:
-            columns.update(c for c in (entry["label_column"], entry["group_column"]) if c)
+            columns.update(column for column in (entry["label_column"], entry["group_column"]) if column)
     return as_json(sorted(columns))
 
 

@@ -1,24 +1,9 @@
-# Metrics per fold, mean ± SD per method, and the experiment's figures.
-
-
-rule evaluate_fold:
-    input:
-        "results/{experiment}/{method}/fold_{fold}/predictions.tsv",
-    output:
-        "results/{experiment}/{method}/fold_{fold}/metrics.json",
-    conda:
-        CONDA_ENV
-    log:
-        "logs/evaluate_fold/{experiment}/{method}/fold_{fold}.log",
-    benchmark:
-        "results/benchmarks/evaluate_fold/{experiment}/{method}/fold_{fold}.tsv"
-    shell:
-        "python -m workflow_scripts evaluate --predictions-tsv {input} --output-json {output} > {log} 2>&1"
+# Metrics per fold (scored from every method's predictions.tsv), mean ± SD per method, and figures.
 
 
 rule summarize_experiment:
     input:
-        fold_files("metrics.json"),
+        fold_files("predictions.tsv"),
     output:
         summary=report(
             "results/{experiment}/summary.csv",
@@ -29,7 +14,7 @@ rule summarize_experiment:
         fold_metrics="results/{experiment}/fold_metrics.csv",
         per_class="results/{experiment}/per_class.csv",
     params:
-        metrics=lambda wildcards, input: labelled(input),
+        predictions=lambda wildcards, input: labelled(input),
     conda:
         CONDA_ENV
     log:
@@ -37,7 +22,7 @@ rule summarize_experiment:
     benchmark:
         "results/benchmarks/summarize_experiment/{experiment}.tsv"
     shell:
-        "python -m workflow_scripts summarize --experiment {wildcards.experiment} --metrics {params.metrics:q}"
+        "python -m workflow_scripts summarize --experiment {wildcards.experiment} --predictions {params.predictions:q}"
         " --output-dir results/{wildcards.experiment} > {log} 2>&1"
 
 

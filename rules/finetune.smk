@@ -1,10 +1,12 @@
 # One job per experiment x fine-tuning method x fold, tagged with GPU count, memory and runtime.
+# Cell tasks train a sequence classifier; gene tasks a token classifier (with the cell roles of cells.tsv).
 
 
 rule finetune_fold:
     input:
-        tokenized=lambda wildcards: f"results/tokenized/{experiment(wildcards)['dataset']}.dataset",
+        tokenized=experiment_tokens,
         folds="results/{experiment}/folds.tsv",
+        cells=lambda wildcards: f"results/{wildcards.experiment}/cells.tsv" if is_gene_task(wildcards) else [],
         checkpoint=checkpoint_dir(),
         preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
     output:
@@ -14,6 +16,7 @@ rule finetune_fold:
     wildcard_constraints:
         method=alternatives(methods_of(True)),
     params:
+        command=lambda wildcards, input: f"finetune-genes --cells-tsv {input.cells}" if is_gene_task(wildcards) else "finetune",
         settings=lambda wildcards: as_json(
             method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
         ),
@@ -30,7 +33,7 @@ rule finetune_fold:
     benchmark:
         "results/benchmarks/finetune_fold/{experiment}/{method}/fold_{fold}.tsv"
     shell:
-        "python -m workflow_scripts finetune --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
+        "python -m workflow_scripts {params.command} --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
         " --fold {wildcards.fold} --checkpoint {input.checkpoint} --settings {params.settings:q}"
         " --seed {params.seed} --threads {threads} --output-predictions {output.predictions}"
         " --output-log {output.training_log} --output-model {output.model} > {log} 2>&1"

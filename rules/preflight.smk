@@ -7,6 +7,7 @@ rule check_experiment:
         h5ad=experiment_h5ad,
         tokens="results/reference/token_dictionary.tsv",
         medians="results/reference/medians_used.tsv",
+        gene_labels=lambda wildcards: gene_labels(wildcards) if is_gene_task(wildcards) else [],
     output:
         "results/preflight/{experiment}.json",
     params:
@@ -15,6 +16,11 @@ rule check_experiment:
         chunk_size=config["tokenizer"]["chunk_size"],
         model_input_size=config["tokenizer"]["model_input_size"],
         checkpoint=f"--checkpoint {config['model']['checkpoint']}" if config["model"]["checkpoint"] else "",
+        gene_labels=lambda wildcards, input: (
+            f"--gene-labels-tsv {input.gene_labels} --min-genes-per-class {config['checks']['min_genes_per_class']}"
+            if is_gene_task(wildcards)
+            else ""
+        ),
     conda:
         CONDA_ENV
     log:
@@ -26,7 +32,7 @@ rule check_experiment:
         " --experiment {params.experiment:q} --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
         " --medians-tsv {input.medians} --min-genes-in-vocabulary {params.min_genes}"
         " --chunk-size {params.chunk_size} --model-input-size {params.model_input_size}"
-        " {params.checkpoint} --output-json {output} > {log} 2>&1"
+        " {params.checkpoint} {params.gene_labels} --output-json {output} > {log} 2>&1"
 
 
 rule make_folds:
@@ -35,6 +41,8 @@ rule make_folds:
         preflight="results/preflight/{experiment}.json",
     output:
         "results/{experiment}/folds.tsv",
+    wildcard_constraints:
+        experiment=alternatives(CELL_EXPERIMENTS),
     params:
         label=lambda wildcards: experiment(wildcards)["label_column"],
         n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
@@ -55,3 +63,37 @@ rule make_folds:
         "python -m workflow_scripts folds --h5ad-path {input.h5ad} --label-column {params.label}"
         " --n-folds {params.n_folds} --seed {params.seed} {params.group} --subset {params.subset:q}"
         " --output-tsv {output} > {log} 2>&1"
+
+
+rule make_gene_folds:
+    input:
+        gene_labels=gene_labels,
+        tokenized=experiment_tokens,
+        tokens="results/reference/token_dictionary.tsv",
+        preflight="results/preflight/{experiment}.json",
+    output:
+        folds="results/{experiment}/folds.tsv",
+        cells="results/{experiment}/cells.tsv",
+    wildcard_constraints:
+        experiment=alternatives(GENE_EXPERIMENTS),
+    params:
+        n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
+        n_cells=lambda wildcards: (
+            f"--n-cells {experiment(wildcards)['n_cells']}" if experiment(wildcards)["n_cells"] else ""
+        ),
+        test_fraction=lambda wildcards: experiment(wildcards)["test_cell_fraction"],
+        min_cells=lambda wildcards: experiment(wildcards)["min_cells_per_gene"],
+        min_genes=config["checks"]["min_genes_per_class"],
+        seed=config["seed"],
+    conda:
+        CONDA_ENV
+    log:
+        "logs/make_gene_folds/{experiment}.log",
+    benchmark:
+        "results/benchmarks/make_gene_folds/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts gene-folds --gene-labels-tsv {input.gene_labels} --tokenized-dir {input.tokenized}"
+        " --token-dictionary-tsv {input.tokens} --n-folds {params.n_folds} --seed {params.seed} {params.n_cells}"
+        " --test-cell-fraction {params.test_fraction} --min-cells-per-gene {params.min_cells}"
+        " --min-genes-per-class {params.min_genes} --output-folds-tsv {output.folds}"
+        " --output-cells-tsv {output.cells} > {log} 2>&1"

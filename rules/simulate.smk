@@ -20,3 +20,20 @@ rule simulate_dataset:
     shell:
         "python -m workflow_scripts simulate --name {wildcards.dataset} --simulation {params.simulation:q}"
         " --seed {params.seed} --output-h5ad {output.h5ad} --output-truth {output.truth} > {log} 2>&1"
+
+
+rule simulate_gene_labels:
+    output:
+        SIMULATED_GENE_LABELS,
+    params:
+        simulation=as_json(config["simulation"]),
+        seed=config["seed"],
+    conda:
+        CONDA_ENV
+    log:
+        "logs/simulate_gene_labels/dosage_gene_labels.log",
+    benchmark:
+        "results/benchmarks/simulate_gene_labels/dosage_gene_labels.tsv"
+    shell:
+        "python -m workflow_scripts gene-labels --simulation {params.simulation:q} --seed {params.seed}"
+        " --output-tsv {output} > {log} 2>&1"

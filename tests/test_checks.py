@@ -12,7 +12,7 @@ from workflow_scripts.checks import check_experiment
 from workflow_scripts.dictionaries import write_dictionary_tsv
 from workflow_scripts.errors import InputError
 
-EXPERIMENT = {"label_column": "cell_type", "group_column": None, "split": "stratified", "n_folds": 3, "subset": {}}
+EXPERIMENT = {"task": "cell_classification", "label_column": "cell_type", "group_column": None, "split": "stratified", "n_folds": 3, "subset": {}}
 
 
 @pytest.fixture

@@ -46,6 +46,16 @@ def raw_default():
         (lambda c: c["experiments"]["pancreas_celltype"].update(split="grouped"), "group_column"),
         (lambda c: c["datasets"].update(mine={"source": "h5ad"}), "datasets.mine"),
         (lambda c: c["experiments"]["pancreas_celltype"].pop("label_column"), "label_column"),
+        (lambda c: c["experiments"]["dosage_sensitivity"].pop("gene_labels"), "gene_labels"),
+        (lambda c: c["experiments"]["dosage_sensitivity"].update(label_column="cell_type"), "label_column"),
+        (lambda c: c["experiments"]["dosage_sensitivity"]["methods"].update(hvg={"kind": "logreg_hvg"}),
+         "methods.hvg.kind"),
+        (lambda c: c["experiments"]["pancreas_celltype"]["methods"].update(genes={"kind": "gene_pca_rf"}),
+         "methods.genes.kind"),
+        (lambda c: c["experiments"]["dosage_sensitivity"]["methods"]["geneformer_baseline"].update(
+            finetuning={"upsample": True}), "upsample"),
+        (lambda c: c["datasets"]["pancreas"].update(source="h5ad", path="mine.h5ad"), "gene_labels"),
+        (lambda c: c["experiments"]["dosage_sensitivity"].update(test_cell_fraction=1.0), "test_cell_fraction"),
     ],
 )
 def test_bad_config_refused_naming_the_key(edit, named):

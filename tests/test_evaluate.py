@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_
 from sklearn.preprocessing import label_binarize
 
 from workflow_scripts.errors import InputError
-from workflow_scripts.evaluate import evaluate_fold, summarize_experiment
+from workflow_scripts.evaluate import score_predictions, summarize_experiment
 from workflow_scripts.io_utils import write_tsv
 
 CLASSES = ["a", "b", "c", "d"]
@@ -64,8 +63,7 @@ def sklearn_auc(frame: pd.DataFrame, classes: list[str]) -> float:
 @pytest.mark.parametrize("fold", range(N_FOLDS))
 def test_fold_metrics_match_scikit_learn(fold: int, experiment: dict, tmp_path: Path) -> None:
     predictions_path = experiment[("zeta_model", fold)]
-    evaluate_fold(predictions_path, tmp_path / "metrics.json")
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = score_predictions(predictions_path)
     frame = pd.read_csv(predictions_path, sep="\t")
     true, predicted = frame["true_label"], frame["predicted_label"]
     assert metrics["classes"] == CLASSES
@@ -87,15 +85,13 @@ def test_fold_metrics_match_scikit_learn(fold: int, experiment: dict, tmp_path: 
 def test_binary_auc_is_the_plain_auc_of_the_second_class(tmp_path: Path) -> None:
     frame = synthetic_predictions(np.random.default_rng(4), ["healthy", "sick"], ["healthy", "sick"], 60, 1.0)
     write_tsv(frame, tmp_path / "predictions.tsv")
-    evaluate_fold(tmp_path / "predictions.tsv", tmp_path / "metrics.json")
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = score_predictions(tmp_path / "predictions.tsv")
     assert metrics["macro_auc"] == pytest.approx(roc_auc_score(frame["true_label"] == "sick", frame["prob:sick"]))
 
 
 def test_auc_is_undefined_when_the_fold_has_one_class(tmp_path: Path) -> None:
     write_tsv(synthetic_predictions(np.random.default_rng(5), CLASSES, ["b"], 20, 1.0), tmp_path / "predictions.tsv")
-    evaluate_fold(tmp_path / "predictions.tsv", tmp_path / "metrics.json")
-    assert json.loads((tmp_path / "metrics.json").read_text())["macro_auc"] is None
+    assert score_predictions(tmp_path / "predictions.tsv")["macro_auc"] is None
 
 
 @pytest.mark.parametrize(
@@ -107,20 +103,15 @@ def test_malformed_predictions_are_refused(column: str, value: object, message: 
     frame.loc[0, column] = value
     write_tsv(frame, tmp_path / "predictions.tsv")
     with pytest.raises(InputError, match=message):
-        evaluate_fold(tmp_path / "predictions.tsv", tmp_path / "metrics.json")
-    assert not (tmp_path / "metrics.json").exists()
+        score_predictions(tmp_path / "predictions.tsv")
 
 
 @pytest.fixture(scope="module")
 def summary_directory(experiment: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     directory = tmp_path_factory.mktemp("summary")
-    metrics = []
-    for (method, fold), predictions_path in experiment.items():
-        metrics_path = predictions_path.with_name("metrics.json")
-        evaluate_fold(predictions_path, metrics_path)
-        metrics.append((method, fold, metrics_path))
-    summarize_experiment("toy", metrics, directory)
-    return directory, metrics
+    predictions = [(method, fold, path) for (method, fold), path in experiment.items()]
+    summarize_experiment("toy", predictions, directory)
+    return directory, predictions
 
 
 def test_summary_mean_and_sample_sd(summary_directory: tuple[Path, list]) -> None:
@@ -138,7 +129,7 @@ def test_summary_mean_and_sample_sd(summary_directory: tuple[Path, list]) -> Non
             assert row[f"{metric}_sd"] == pytest.approx(values.std(ddof=1))
             assert row[f"{metric}_sd"] != pytest.approx(values.std(ddof=0))
             assert row[metric] == f"{row[f'{metric}_mean']:.3f} ± {row[f'{metric}_sd']:.3f}"
-    accuracies = [json.loads(Path(path).read_text())["accuracy"] for name, _, path in metrics if name == "zeta_model"]
+    accuracies = [score_predictions(path)["accuracy"] for name, _, path in metrics if name == "zeta_model"]
     assert fold_table[fold_table["method"] == "zeta_model"]["accuracy"].tolist() == pytest.approx(accuracies)
 
 
@@ -155,7 +146,7 @@ def test_summary_markdown_has_a_row_per_method(summary_directory: tuple[Path, li
 def test_per_class_summary_skips_folds_without_the_class(summary_directory: tuple[Path, list]) -> None:
     directory, metrics = summary_directory
     per_class = pd.read_csv(directory / "per_class.csv").set_index(["method", "class"])
-    payloads = [json.loads(Path(path).read_text()) for method, _, path in metrics if method == "alpha_baseline"]
+    payloads = [score_predictions(path) for method, _, path in metrics if method == "alpha_baseline"]
     d_f1 = [payload["per_class"]["d"]["f1"] for payload in payloads if payload["per_class"]["d"]["support"] > 0]
     d_row = per_class.loc[("alpha_baseline", "d")]
     assert len(d_f1) == N_FOLDS - 1 and d_row["n_folds"] == N_FOLDS - 1

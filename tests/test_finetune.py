@@ -37,7 +37,7 @@ def checkpoint(tmp_path):
 
 
 def test_lp_ft_trains_only_the_head_then_everything(checkpoint):
-    model = classifier(checkpoint, 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    model = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
     freeze(model, 1, embeddings=False)
     before_epoch = head_only_schedule(model, head_only_epochs=2)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)

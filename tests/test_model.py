@@ -26,7 +26,7 @@ def test_geneformer_shape():
 
 
 def test_frozen_layers_unchanged_after_a_step_and_the_rest_trained(checkpoint):
-    model = classifier(checkpoint, 3, {0: "a", 1: "b", 2: "c"}, "pretrained", seed=0)
+    model = classifier(checkpoint, "sequence", 3, {0: "a", 1: "b", 2: "c"}, "pretrained", seed=0)
     freeze(model, 2, embeddings=False)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -46,15 +46,15 @@ def test_frozen_layers_unchanged_after_a_step_and_the_rest_trained(checkpoint):
 
 
 def test_freezing_embeddings_too(checkpoint):
-    model = classifier(checkpoint, 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    model = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
     freeze(model, 1, embeddings=True)
     assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
     assert all(p.requires_grad for p in model.bert.encoder.layer[1].parameters())
 
 
 def test_random_init_differs_from_pretrained(checkpoint):
-    pretrained = classifier(checkpoint, 2, {0: "a", 1: "b"}, "pretrained", seed=0)
-    random = classifier(checkpoint, 2, {0: "a", 1: "b"}, "random", seed=0)
+    pretrained = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    random = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "random", seed=0)
     assert not torch.equal(pretrained.bert.encoder.layer[0].attention.self.query.weight,
                            random.bert.encoder.layer[0].attention.self.query.weight)
 

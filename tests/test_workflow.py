@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOW_FILES = ["Snakefile", "rules", "config", "report", "envs"]
@@ -31,13 +32,27 @@ def workdir(tmp_path) -> Path:
     return tmp_path
 
 
-def test_dry_run_lists_every_stage(workdir):
+def test_dry_run_lists_every_stage_and_every_experiment_target(workdir):
     result = snakemake(workdir, "-n", "--cores", "2")
     assert result.returncode == 0, result.stderr
-    for rule in ["simulate_dataset", "gene_medians", "reference_dictionaries", "tokenize", "check_experiment",
-                 "make_folds", "pretrain", "finetune_fold", "baseline_fold", "evaluate_fold",
-                 "summarize_experiment", "plot_experiment"]:
+    for rule in ["simulate_dataset", "simulate_gene_labels", "gene_medians", "reference_dictionaries", "tokenize",
+                 "check_experiment", "make_folds", "make_gene_folds", "pretrain", "finetune_fold", "baseline_fold",
+                 "summarize_experiment", "plot_experiment", "all_experiments_table", "reported_vs_reproduced"]:
         assert rule in result.stdout, rule
+    experiments = yaml.safe_load((workdir / "config/config.yaml").read_text())["experiments"]
+    assert {"pancreas_celltype", "dosage_sensitivity", "sciplex2_two_class", "sciplex2_four_class",
+            "cardiomyopathy_donor_folds", "cardiomyopathy_cell_folds"} <= set(experiments)
+    for name in experiments:
+        assert f"results/{name}/summary.csv" in result.stdout, name
+
+
+@pytest.mark.parametrize("experiment", ["dosage_sensitivity", "cardiomyopathy_donor_folds"])
+def test_one_experiment_runs_alone(workdir, experiment):
+    result = snakemake(workdir, "-n", "--cores", "2", f"results/{experiment}/summary.csv")
+    assert result.returncode == 0, result.stderr
+    trained = {line.split("experiment=")[1].split(",")[0] for line in result.stdout.splitlines()
+               if "wildcards: experiment=" in line and "method=" in line}
+    assert trained == {experiment}
 
 
 def test_bad_config_stops_before_any_job(workdir):
@@ -65,8 +80,18 @@ def test_test_preset_end_to_end(workdir):
     assert (trained["macro_auc_mean"] > 0.75).all(), summary
     assert "### Per-class F1" in (workdir / "results/pancreas_celltype/summary.md").read_text()
     everything = pd.read_csv(workdir / "results/tables/all_experiments.csv")
-    assert set(everything["experiment"]) == {"pancreas_celltype", "sciplex2_two_class", "sciplex2_four_class",
-                                             "cardiomyopathy_donor_folds", "cardiomyopathy_cell_folds"}
+    assert set(everything["experiment"]) == {"pancreas_celltype", "dosage_sensitivity", "sciplex2_two_class",
+                                             "sciplex2_four_class", "cardiomyopathy_donor_folds",
+                                             "cardiomyopathy_cell_folds"}
+    genes = pd.read_csv(workdir / "results/dosage_sensitivity/summary.csv")
+    assert list(genes["method"]) == ["geneformer_baseline", "geneformer_enhanced", "random_init", "gene_pca_rf",
+                                     "gene_stats_logreg"]
+    assert genes["macro_auc_mean"].between(0, 1).all() and (genes["n_folds"] == 3).all()
+    gene_folds = pd.read_csv(workdir / "results/dosage_sensitivity/folds.tsv", sep="\t")
+    predictions = pd.read_csv(workdir / "results/dosage_sensitivity/geneformer_baseline/fold_0/predictions.tsv",
+                              sep="\t")
+    assert set(predictions["ensembl_id"]) == set(gene_folds.loc[gene_folds["fold"] == 0, "ensembl_id"])
+    assert (workdir / "results/dosage_sensitivity/figures/roc.png").exists()
     reported = pd.read_csv(workdir / "results/tables/reported_vs_reproduced.csv", dtype=str)
     sciplex = reported[reported["experiment"] == "sciplex2_two_class"]
     assert len(sciplex) == 10 and sciplex["reproduced"].str.contains("±").all()

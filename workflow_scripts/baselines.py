@@ -1,9 +1,12 @@
 """Classical baselines a fine-tuned Geneformer must beat, trained and scored on the same folds.
 
-Two baselines others report for these tasks: PCA + random forest (BioNeMo's "scRNA workflow"
-baseline) and logistic regression on highly variable genes (which matches or beats scGPT on the
-pancreas benchmark). Every fitted step (PCA, gene selection, scaling, classifier) sees the training
-cells only, so the held-out fold's expression and labels cannot leak into the model.
+Cell tasks: PCA + random forest (BioNeMo's "scRNA workflow" baseline) and logistic regression on
+highly variable genes (which matches or beats scGPT on the pancreas benchmark). Gene tasks: each
+gene described by its expression across the training cells, either its profile reduced by PCA +
+random forest, or summary statistics (level, dispersion, detection) + logistic regression. Every
+fitted step sees the training cells or genes only, so held-out labels cannot leak into the model.
+Gene predictions are written per held-out token in the test cells, the unit the fine-tuned token
+classifier is scored on.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from sklearn.preprocessing import StandardScaler
 from .counts import TARGET_SUM
 from .errors import InputError
 from .folds import class_order, read_folds
-from .io_utils import write_tsv
-
-
+from .genes import labelled_positions, read_cell_roles, token_label_lookup
+from .batching import load_tokenized
+from .io_utils import predictions_table, write_tsv
 
 @dataclass(frozen=True)
 class FoldSplit:
@@ -129,29 +132,75 @@ def logistic_regression_hvg(split: FoldSplit, settings: dict[str, Any], seed: in
     return model.classes_, model.predict_proba(test_features)
 
 
-def predictions_frame(
-    cell_ids: np.ndarray,
-    true_labels: np.ndarray,
-    classes: list[str],
-    model_classes: np.ndarray,
-    model_probabilities: np.ndarray,
-) -> pd.DataFrame:
-    """The predictions.tsv table: probabilities spread onto the experiment's class order (absent classes get 0)."""
-    probabilities = np.zeros((len(cell_ids), len(classes)))
+def spread_probabilities(classes: list[str], model_classes: np.ndarray, model_probabilities: np.ndarray) -> np.ndarray:
+    """Probabilities on the experiment's class order (classes the model never saw in training get 0)."""
+    probabilities = np.zeros((len(model_probabilities), len(classes)))
     probabilities[:, [classes.index(label) for label in model_classes]] = model_probabilities
-    frame = pd.DataFrame(
-        {
-            "cell_id": cell_ids,
-            "true_label": true_labels,
-            "predicted_label": np.asarray(classes, dtype=object)[probabilities.argmax(axis=1)],
-        }
-    )
-    probability_columns = pd.DataFrame(probabilities, columns=[f"prob:{label}" for label in classes])
-    return pd.concat([frame, probability_columns], axis=1)
+    return probabilities
 
 
-BASELINES = {"pca_rf": pca_random_forest, "logreg_hvg": logistic_regression_hvg}
-REQUIRED_SETTINGS = {"pca_rf": ("n_components", "n_estimators"), "logreg_hvg": ("n_top_genes", "C", "max_iter")}
+@dataclass(frozen=True)
+class GeneSplit:
+    """Expression profiles (gene x training cell, log-normalized) of one fold's training and held-out genes."""
+
+    train_profiles: np.ndarray
+    train_labels: np.ndarray
+    test_profiles: np.ndarray
+    test_labels: np.ndarray
+
+
+def gene_expression_statistics(profiles: np.ndarray) -> np.ndarray:
+    """Per gene: log mean, log squared coefficient of variation, detected fraction, log mean where detected."""
+    detected = profiles > 0
+    mean = profiles.mean(axis=1)
+    squared_cv = profiles.var(axis=1) / np.maximum(mean, 1e-12) ** 2
+    mean_where_detected = profiles.sum(axis=1) / np.maximum(detected.sum(axis=1), 1)
+    return np.column_stack([np.log1p(mean), np.log1p(squared_cv), detected.mean(axis=1), np.log1p(mean_where_detected)])
+
+
+def gene_pca_random_forest(split: GeneSplit, settings: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Genes' expression profiles reduced by PCA (fitted on training genes), then a random forest."""
+    n_components = min(settings["n_components"], min(split.train_profiles.shape) - 1)
+    if n_components < 1:
+        raise InputError("gene_pca_rf", "too few training genes or cells for PCA", "label more genes or use more cells")
+    pca = PCA(n_components=n_components, random_state=seed)
+    forest = RandomForestClassifier(n_estimators=settings["n_estimators"], random_state=seed, n_jobs=1)
+    forest.fit(pca.fit_transform(split.train_profiles), split.train_labels)
+    return forest.classes_, forest.predict_proba(pca.transform(split.test_profiles))
+
+
+def gene_statistics_logistic_regression(split: GeneSplit, settings: dict[str, Any], seed: int
+                                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Standardized expression statistics of each gene, then logistic regression."""
+    scaler = StandardScaler()
+    train_features = scaler.fit_transform(gene_expression_statistics(split.train_profiles))
+    test_features = scaler.transform(gene_expression_statistics(split.test_profiles))
+    model = LogisticRegression(C=settings["C"], max_iter=settings["max_iter"], random_state=seed)
+    model.fit(train_features, split.train_labels)
+    return model.classes_, model.predict_proba(test_features)
+
+
+BASELINES = {
+    "pca_rf": pca_random_forest,
+    "logreg_hvg": logistic_regression_hvg,
+    "gene_pca_rf": gene_pca_random_forest,
+    "gene_stats_logreg": gene_statistics_logistic_regression,
+}
+REQUIRED_SETTINGS = {
+    "pca_rf": ("n_components", "n_estimators"),
+    "logreg_hvg": ("n_top_genes", "C", "max_iter"),
+    "gene_pca_rf": ("n_components", "n_estimators"),
+    "gene_stats_logreg": ("C", "max_iter"),
+}
+GENE_BASELINES = ("gene_pca_rf", "gene_stats_logreg")
+
+
+def check_baseline(kind: str, settings: dict, task_kinds: tuple[str, ...]) -> None:
+    if kind not in task_kinds:
+        raise InputError("baseline kind", f"unknown kind '{kind}' for this task", f"use one of {list(task_kinds)}")
+    missing_settings = [key for key in REQUIRED_SETTINGS[kind] if key not in settings]
+    if missing_settings:
+        raise InputError(f"{kind} settings", f"lack {missing_settings}", "pass the validated baselines.<kind> config")
 
 
 def run_baseline(
@@ -163,13 +212,47 @@ def run_baseline(
     seed: int,
     output_predictions: str | Path,
 ) -> None:
-    """Train a baseline on every fold but `fold`, predict the held-out fold, write predictions.tsv."""
-    if kind not in BASELINES:
-        raise InputError("baseline kind", f"unknown kind '{kind}'", f"use one of {list(BASELINES)}")
-    missing_settings = [key for key in REQUIRED_SETTINGS[kind] if key not in settings]
-    if missing_settings:
-        raise InputError(f"{kind} settings", f"lack {missing_settings}", "pass the validated baselines.<kind> config")
+    """Cell task: train a baseline on every fold but `fold`, predict the held-out fold, write predictions.tsv."""
+    check_baseline(kind, settings, tuple(name for name in BASELINES if name not in GENE_BASELINES))
     split = load_fold_split(h5ad_path, folds_tsv, fold)
     model_classes, model_probabilities = BASELINES[kind](split, settings, seed)
-    frame = predictions_frame(split.test_cell_ids, split.test_labels, split.classes, model_classes, model_probabilities)
-    write_tsv(frame, output_predictions)
+    probabilities = spread_probabilities(split.classes, model_classes, model_probabilities)
+    write_tsv(predictions_table({"cell_id": split.test_cell_ids}, split.test_labels, split.classes, probabilities),
+              output_predictions)
+
+
+def run_gene_baseline(kind: str, h5ad_path: str | Path, tokenized_dir: str | Path, folds_tsv: str | Path,
+                      cells_tsv: str | Path, fold: int, settings: dict, seed: int, output_predictions: str | Path
+                      ) -> None:
+    """Gene task: describe genes by their expression in the training cells, train on every fold but
+    `fold`, and write the held-out genes' probabilities at each of their tokens in the test cells."""
+    check_baseline(kind, settings, GENE_BASELINES)
+    genes = read_folds(folds_tsv, id_column="ensembl_id")
+    classes = class_order(genes)
+    tokens, dataset = load_tokenized(tokenized_dir)
+    cell_ids = np.asarray(dataset["cell_id"])
+    roles = read_cell_roles(cells_tsv, cell_ids)
+    adata = ad.read_h5ad(h5ad_path)
+    columns = pd.Index(adata.var["ensembl_id"] if "ensembl_id" in adata.var.columns else adata.var_names).get_indexer(
+        genes["ensembl_id"]
+    )
+    if (columns < 0).any():
+        raise InputError(str(folds_tsv), f"{int((columns < 0).sum())} genes are not in {h5ad_path}", "rebuild the gene folds")
+    cell_rows = adata.obs_names.get_indexer(cell_ids[roles["train"]])
+    counts = sp.csr_matrix(adata.X)[cell_rows]
+    profiles = log_normalize(counts, adata.obs["n_counts"].to_numpy(dtype=np.float64)[cell_rows])[:, columns]
+    profiles = np.asarray(profiles.T.todense())
+    held_out = (genes["fold"] == fold).to_numpy()
+    labels = genes["label"].to_numpy()
+    split = GeneSplit(profiles[~held_out], labels[~held_out], profiles[held_out], labels[held_out])
+    model_classes, model_probabilities = BASELINES[kind](split, settings, seed)
+    gene_probabilities = spread_probabilities(classes, model_classes, model_probabilities)
+
+    token_ids = genes["token_id"].to_numpy(dtype=np.int64)[held_out]
+    label_ids = genes["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()[held_out]
+    vocab_size = int(max(tokens.values.max(initial=0), token_ids.max(initial=0))) + 1
+    rows, position_tokens = labelled_positions(tokens, roles["test"], token_label_lookup(token_ids, label_ids, vocab_size))
+    gene_index = pd.Series(np.arange(len(token_ids)), index=token_ids).loc[position_tokens].to_numpy()
+    ids = {"cell_id": cell_ids[rows], "ensembl_id": genes["ensembl_id"].to_numpy()[held_out][gene_index]}
+    write_tsv(predictions_table(ids, labels[held_out][gene_index], classes, gene_probabilities[gene_index]),
+              output_predictions)

@@ -17,6 +17,7 @@ from .counts import check_counts_file, read_gene_ids
 from .dictionaries import load_median_dictionary, load_token_dictionary
 from .errors import InputError
 from .folds import select_cells
+from .genes import labels_in_vocabulary, read_gene_labels, require_genes_per_class
 from .io_utils import write_json
 from .model import check_checkpoint
 
@@ -62,19 +63,42 @@ def check_vocabulary(gene_ids: np.ndarray, source: str, tokens: dict[str, int], 
     return overlap
 
 
+def check_gene_labels(gene_labels_tsv: str | Path, gene_ids: np.ndarray, source: str, tokens: dict[str, int],
+                      n_folds: int, min_genes_per_class: int) -> dict[str, Any]:
+    """A gene task's label file: readable, its genes in the token dictionary and in the dataset, and
+    enough of them per class to split into the folds (how many were dropped is reported either way)."""
+    minimum = max(n_folds, min_genes_per_class)
+    labels = read_gene_labels(gene_labels_tsv)
+    known, n_absent_from_vocabulary = labels_in_vocabulary(labels, tokens, str(gene_labels_tsv), minimum)
+    in_dataset = known["ensembl_id"].isin(pd.unique(gene_ids))
+    require_genes_per_class(known[in_dataset], minimum, str(gene_labels_tsv),
+                            f"{int((~in_dataset).sum())} labelled genes of the vocabulary are not measured in {source}")
+    return {"labelled_genes": len(labels), "absent_from_vocabulary": n_absent_from_vocabulary,
+            "absent_from_dataset": int((~in_dataset).sum()),
+            "class_sizes": {str(name): int(n) for name, n in known[in_dataset]["label"].value_counts().items()}}
+
+
 def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path: str | Path,
                      token_dictionary_tsv: str | Path, medians_tsv: str | Path, min_genes_in_vocabulary: int,
                      chunk_size: int, model_input_size: int, output_json: str | Path,
-                     checkpoint: str | None = None) -> None:
+                     checkpoint: str | None = None, gene_labels_tsv: str | None = None,
+                     min_genes_per_class: int = 2) -> None:
     """Run every preflight check of one experiment and write what was found."""
     source = str(h5ad_path)
     shape = check_counts_file(h5ad_path, chunk_size)
-    obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
-    class_sizes = check_labels(obs, source, experiment)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
-    overlap = check_vocabulary(read_gene_ids(h5ad_path), source, tokens,
-                               load_median_dictionary(str(medians_tsv)), min_genes_in_vocabulary)
+    gene_ids = read_gene_ids(h5ad_path)
+    overlap = check_vocabulary(gene_ids, source, tokens, load_median_dictionary(str(medians_tsv)), min_genes_in_vocabulary)
+    if experiment["task"] == "gene_classification":
+        if not gene_labels_tsv:
+            raise InputError(f"experiment {experiment_name}", "is a gene task without a gene label file",
+                             "pass the experiment's gene_labels file")
+        found = {"gene_labels": check_gene_labels(gene_labels_tsv, gene_ids, source, tokens, experiment["n_folds"],
+                                                  min_genes_per_class)}
+    else:
+        obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
+        found = {"class_sizes": check_labels(obs, source, experiment)}
     if checkpoint:
         check_checkpoint(checkpoint, len(tokens), model_input_size)
-    write_json({"experiment": experiment_name, "file": source, **shape, "class_sizes": class_sizes,
+    write_json({"experiment": experiment_name, "file": source, **shape, **found,
                 "genes_in_vocabulary": overlap, "checkpoint": checkpoint}, output_json)

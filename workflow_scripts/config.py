@@ -50,6 +50,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                 f"names dataset '{experiment['dataset']}', which is not under datasets",
                 f"add datasets.{experiment['dataset']} or use one of {sorted(config['datasets'])}",
             )
+        check_task_keys(config, name, f"{source}: experiments.{name}")
         if experiment["split"] == "grouped" and not experiment["group_column"]:
             raise InputError(
                 f"{source}: experiments.{name}",
@@ -75,6 +76,43 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                 "add datasets.corpus or point reference.* at geneformer_v1 or a file",
             )
     return config
+
+
+CELL_TASK_KINDS = ("finetune", "pca_rf", "logreg_hvg")
+GENE_TASK_KINDS = ("finetune", "gene_pca_rf", "gene_stats_logreg")
+SIMULATED_GENE_LABELS = "simulated"
+
+
+def check_task_keys(config: dict[str, Any], name: str, where: str) -> None:
+    """Keys and method kinds must fit the experiment's task (cells labelled by obs, or genes by a file)."""
+    experiment = config["experiments"][name]
+    if experiment["task"] == "cell_classification":
+        if not experiment["label_column"]:
+            raise InputError(where, "a cell_classification task needs label_column", "name the obs column of the labels")
+        if experiment["gene_labels"]:
+            raise InputError(where, "gene_labels is for gene_classification", "remove it or set task: gene_classification")
+        allowed = CELL_TASK_KINDS
+    else:
+        if not experiment["gene_labels"]:
+            raise InputError(where, "a gene_classification task needs gene_labels",
+                             f"give a TSV (ensembl_id, label) or '{SIMULATED_GENE_LABELS}'")
+        if experiment["label_column"] or experiment["group_column"] or experiment["subset"]:
+            raise InputError(where, "label_column, group_column and subset describe cells, not genes",
+                             "remove them: gene labels come from gene_labels, folds split the genes")
+        dataset_source = config["datasets"][experiment["dataset"]]["source"]
+        if experiment["gene_labels"] == SIMULATED_GENE_LABELS and dataset_source != "simulated":
+            raise InputError(f"{where}.gene_labels", f"simulated labels name the simulator's genes, but dataset "
+                             f"'{experiment['dataset']}' is {dataset_source}", "give a gene label TSV for real data")
+        allowed = GENE_TASK_KINDS
+        for method, entry in experiment["methods"].items():
+            if entry["kind"] == "finetune" and entry.get("finetuning", {}).get("upsample", config["finetuning"]["upsample"]):
+                raise InputError(f"{where}.methods.{method}.finetuning.upsample",
+                                 "upsampling resamples cells; it is not defined for gene classification",
+                                 "set upsample: false (focal_alpha: balanced weights the gene classes)")
+    for method, entry in experiment["methods"].items():
+        if entry["kind"] not in allowed:
+            raise InputError(f"{where}.methods.{method}.kind", f"'{entry['kind']}' does not fit task {experiment['task']}",
+                             f"use one of {list(allowed)}")
 
 
 def method_settings(config: dict[str, Any], experiment: str, method: str, source: str = "config") -> dict[str, Any]:

@@ -14,9 +14,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from .errors import InputError
-from .io_utils import atomic_path, read_json, write_json
+from .io_utils import PROBABILITY_PREFIX, atomic_path
 
-PROBABILITY_PREFIX = "prob:"
 SUMMARY_METRICS = ("accuracy", "macro_f1", "weighted_f1", "macro_auc")
 PROBABILITY_SUM_TOLERANCE = 1e-3
 
@@ -94,7 +93,7 @@ def fold_metrics(predictions: Predictions) -> dict:
     true, predicted, classes = predictions.true_labels, predictions.predicted_labels, predictions.classes
     precision, recall, f1, support = precision_recall_fscore_support(true, predicted, labels=classes, zero_division=0)
     return {
-        "n_cells": len(true),
+        "n_predictions": len(true),  # cells, or gene tokens in a gene task
         "accuracy": float(accuracy_score(true, predicted)),
         "macro_f1": float(f1_score(true, predicted, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(true, predicted, average="weighted", zero_division=0)),
@@ -108,13 +107,13 @@ def fold_metrics(predictions: Predictions) -> dict:
     }
 
 
-def evaluate_fold(predictions_tsv: str | Path, output_json: str | Path) -> None:
-    """Score one fold's predictions.tsv into metrics.json.
+def score_predictions(predictions_tsv: str | Path) -> dict:
+    """Read and score one fold's predictions.tsv.
 
     Macro F1 averages over the labels that occur in the fold as true or predicted labels
     (scikit-learn's default): a class the fold neither holds nor predicts has no F1 to average.
     """
-    write_json(fold_metrics(read_predictions(predictions_tsv)), output_json)
+    return fold_metrics(read_predictions(predictions_tsv))
 
 
 def format_mean_sd(mean: float, sd: float) -> str:
@@ -122,26 +121,27 @@ def format_mean_sd(mean: float, sd: float) -> str:
     return " ± ".join("n/a" if np.isnan(value) else f"{value:.3f}" for value in (mean, sd))
 
 
-def load_fold_metrics(metrics: list[tuple[str, int, str | Path]]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Fold-level and per-class tables and the class order, checked for duplicates and one class order."""
-    keys = [(method, int(fold)) for method, fold, _ in metrics]
-    if not metrics or len(set(keys)) != len(keys):
+def load_fold_metrics(predictions: list[tuple[str, int, str | Path]]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Score every fold; fold-level and per-class tables and the class order, checked for duplicates
+    and one class order."""
+    keys = [(method, int(fold)) for method, fold, _ in predictions]
+    if not predictions or len(set(keys)) != len(keys):
         raise InputError(
-            "summarize metrics", "is empty or lists a (method, fold) twice", "pass each fold's metrics once"
+            "summarize predictions", "is empty or lists a (method, fold) twice", "pass each fold's predictions once"
         )
     fold_rows, class_rows, class_orders = [], [], {}
-    for method, fold, path in metrics:
-        payload = read_json(path)
+    for method, fold, path in predictions:
+        payload = score_predictions(path)
         class_orders[str(path)] = tuple(payload["classes"])
         key = {"method": method, "fold": int(fold)}
         scores = {metric: np.nan if payload[metric] is None else payload[metric] for metric in SUMMARY_METRICS}
-        fold_rows.append(key | {"n_cells": payload["n_cells"]} | scores)
+        fold_rows.append(key | {"n_predictions": payload["n_predictions"]} | scores)
         class_rows += [key | {"class": label} | class_scores for label, class_scores in payload["per_class"].items()]
     if len(set(class_orders.values())) != 1:
         raise InputError(
-            "summarize metrics",
-            f"metrics files disagree on classes: {class_orders}",
-            "evaluate every fold of one experiment",
+            "summarize predictions",
+            f"prediction files disagree on classes: {class_orders}",
+            "summarize the folds of one experiment",
         )
     return pd.DataFrame(fold_rows), pd.DataFrame(class_rows), list(next(iter(class_orders.values())))
 
@@ -195,7 +195,7 @@ def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataF
     f1 = per_class.pivot(index="class", columns="method", values="f1_mean")[list(summary["method"])]
     support = per_class.groupby("class")["support"].first()
     lines += ["", "### Per-class F1 (mean over folds)", "",
-              "| class | cells | " + " | ".join(f1.columns) + " |", "|---|---|" + "---|" * len(f1.columns)]
+              "| class | support | " + " | ".join(f1.columns) + " |", "|---|---|" + "---|" * len(f1.columns)]
     lines += [
         f"| {label} | {int(support[label])} | " + " | ".join(f"{value:.2f}" for value in row) + " |"
         for label, row in f1.iterrows()
@@ -203,11 +203,11 @@ def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataF
     return "\n".join(lines) + "\n"
 
 
-def summarize_experiment(experiment: str, metrics: list[tuple[str, int, str | Path]], output_dir: str | Path) -> None:
-    """Write fold_metrics.csv, summary.csv, summary.md and per_class.csv for one experiment."""
-    method_order = list(dict.fromkeys(method for method, _, _ in metrics))
-    ordered_metrics = sorted(metrics, key=lambda entry: (method_order.index(entry[0]), int(entry[1])))
-    folds, class_scores, classes = load_fold_metrics(ordered_metrics)
+def summarize_experiment(experiment: str, predictions: list[tuple[str, int, str | Path]], output_dir: str | Path) -> None:
+    """Score every (method, fold) predictions.tsv; write fold_metrics.csv, summary.csv, summary.md, per_class.csv."""
+    method_order = list(dict.fromkeys(method for method, _, _ in predictions))
+    ordered = sorted(predictions, key=lambda entry: (method_order.index(entry[0]), int(entry[1])))
+    folds, class_scores, classes = load_fold_metrics(ordered)
     folds.insert(0, "experiment", experiment)
     summary = summary_table(experiment, folds, method_order)
     per_class = per_class_table(experiment, class_scores, method_order, classes)

@@ -14,7 +14,7 @@ import pandas as pd
 from .errors import InputError
 from .io_utils import write_tsv
 
-FOLDS_COLUMNS = ("cell_id", "label", "fold")
+FOLDS_COLUMNS = ("label", "fold")  # besides the id column: cell_id, or ensembl_id for gene folds
 
 
 def assign_folds(
@@ -75,17 +75,17 @@ def make_folds(h5ad_path: str | Path, label_column: str, n_folds: int, seed: int
     write_tsv(table, output_tsv)
 
 
-def read_folds(folds_tsv: str | Path) -> pd.DataFrame:
+def read_folds(folds_tsv: str | Path, id_column: str = "cell_id") -> pd.DataFrame:
     """folds.tsv with string ids and labels, so class order is the same whatever the labels look like."""
-    folds = pd.read_csv(folds_tsv, sep="\t", dtype={"cell_id": str, "label": str}, keep_default_na=False)
-    missing_columns = [column for column in FOLDS_COLUMNS if column not in folds.columns]
+    folds = pd.read_csv(folds_tsv, sep="\t", dtype={id_column: str, "label": str}, keep_default_na=False)
+    missing_columns = [column for column in (id_column, *FOLDS_COLUMNS) if column not in folds.columns]
     if missing_columns:
         raise InputError(
-            str(folds_tsv), f"lacks columns {missing_columns}", "write folds.tsv with cell_id, label, fold"
+            str(folds_tsv), f"lacks columns {missing_columns}", f"write folds.tsv with {id_column}, label, fold"
         )
-    if (folds["label"] == "").any() or folds["cell_id"].duplicated().any():
+    if (folds["label"] == "").any() or folds[id_column].duplicated().any():
         raise InputError(
-            str(folds_tsv), "has empty labels or duplicated cell ids", "rebuild folds.tsv from the dataset"
+            str(folds_tsv), f"has empty labels or duplicated {id_column}s", "rebuild folds.tsv from the dataset"
         )
     if not pd.api.types.is_integer_dtype(folds["fold"]):
         raise InputError(str(folds_tsv), "column fold is not integer", "write integer fold numbers 0..K-1")

@@ -15,7 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+PROBABILITY_PREFIX = "prob:"  # predictions.tsv: one prob:<class> column per class
 
 
 @contextlib.contextmanager
@@ -45,3 +48,14 @@ def write_json(payload: Any, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def predictions_table(ids: dict[str, np.ndarray], true_labels: np.ndarray, classes: list[str],
+                      probabilities: np.ndarray) -> pd.DataFrame:
+    """The predictions.tsv every method writes and one scorer reads: id columns (cell_id, and
+    ensembl_id for gene tasks), true_label, predicted_label (the most probable class), prob:<class>."""
+    names = np.asarray(classes, dtype=object)
+    table = pd.DataFrame({**ids, "true_label": true_labels, "predicted_label": names[probabilities.argmax(axis=1)]})
+    probability_columns = pd.DataFrame(probabilities, columns=[f"{PROBABILITY_PREFIX}{name}" for name in classes])
+    return pd.concat([table, probability_columns.set_index(table.index)], axis=1)
+

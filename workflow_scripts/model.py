@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification
 
 from .errors import InputError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# Cell tasks put one label on a whole cell; gene tasks put labels on gene tokens.
+CLASSIFIER_HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassification}
 
 
 def geneformer_config(model: dict[str, Any], vocab_size: int, model_input_size: int) -> BertConfig:
@@ -60,15 +62,17 @@ def new_masked_lm(config: BertConfig, seed: int) -> BertForMaskedLM:
     return BertForMaskedLM._from_config(config, attn_implementation="sdpa")
 
 
-def classifier(checkpoint: str | Path, n_labels: int, id2label: dict[int, str], init: str, seed: int
-               ) -> BertForSequenceClassification:
-    """Sequence classifier from `checkpoint` weights, or the same architecture randomly initialised."""
+def classifier(checkpoint: str | Path, head: str, n_labels: int, id2label: dict[int, str], init: str, seed: int
+               ) -> BertForSequenceClassification | BertForTokenClassification:
+    """A sequence ("sequence") or token ("token") classifier from `checkpoint` weights, or the same
+    architecture randomly initialised (init "random")."""
     torch.manual_seed(seed)
+    model_class = CLASSIFIER_HEADS[head]
     labels = {"num_labels": n_labels, "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
     if init == "random":
         config = BertConfig.from_pretrained(checkpoint, **labels)
-        return BertForSequenceClassification._from_config(config, attn_implementation="sdpa")
-    return BertForSequenceClassification.from_pretrained(checkpoint, attn_implementation="sdpa", **labels)
+        return model_class._from_config(config, attn_implementation="sdpa")
+    return model_class.from_pretrained(checkpoint, attn_implementation="sdpa", **labels)
 
 
 def freeze(model: torch.nn.Module, n_layers: int, embeddings: bool) -> None:
