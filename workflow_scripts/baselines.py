@@ -18,7 +18,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
@@ -28,8 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from .counts import TARGET_SUM
 from .errors import InputError
 from .folds import class_order, read_folds
-from .genes import labelled_positions, read_cell_roles, token_label_lookup
 from .batching import load_tokenized
+from .genes import labelled_positions, read_cell_roles, token_label_lookup
 from .io_utils import predictions_table, write_tsv
 
 @dataclass(frozen=True)
@@ -114,6 +113,8 @@ def highly_variable_genes(train_expression: sp.csr_matrix, n_top_genes: int) -> 
     n_selected = min(n_top_genes, int(detected.sum()))
     if n_selected < 1:
         raise InputError("logreg_hvg", "no gene is detected in the training cells", "check the dataset's counts")
+    import scanpy as sc  # 2 s to import: only the jobs that select HVGs pay for it
+
     training = ad.AnnData(train_expression[:, detected])
     sc.pp.highly_variable_genes(training, n_top_genes=n_selected, flavor="seurat")
     mask = np.zeros(train_expression.shape[1], dtype=bool)

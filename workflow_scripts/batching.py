@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import pyarrow as pa
-import torch
+
+if TYPE_CHECKING:  # torch and datasets load in the functions that need them: baselines and checks
+    import datasets  # use RaggedTokens without paying seconds of imports
+    import torch
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,10 @@ class RaggedTokens:
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         return RaggedTokens(self.values[_gather_index(self.offsets[rows], lengths)], offsets)
 
-    def padded(self, rows: np.ndarray, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def padded(self, rows: np.ndarray, pad_id: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
         """input_ids and attention_mask for `rows`, padded to the longest of them."""
+        import torch
+
         lengths = self.lengths[rows]
         width = int(lengths.max())
         mask = np.arange(width)[None, :] < lengths[:, None]
@@ -48,8 +53,10 @@ def _gather_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return starts[row_of_token] + np.arange(int(lengths.sum())) - first_of_row[row_of_token]
 
 
-def load_tokenized(path: str | Path) -> tuple[RaggedTokens, datasets.Dataset]:
+def load_tokenized(path: str | Path) -> tuple[RaggedTokens, "datasets.Dataset"]:
     """Read a tokenized `datasets` directory; token ids come back as one ragged array."""
+    import datasets
+
     dataset = datasets.load_from_disk(str(path))
     column = dataset.data.column("input_ids").combine_chunks()
     if isinstance(column, pa.ChunkedArray):  # combine_chunks on an empty table

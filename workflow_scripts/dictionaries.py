@@ -41,11 +41,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _plain(value):
-    """Turn numpy scalars into Python ones and check the value is plain data."""
+    """Turn numpy scalars into Python ones and check the value is plain data (lists of it too,
+    as in Geneformer's gene-list pickles)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
     raise pickle.UnpicklingError(f"refused value of type {type(value).__name__}")
 
 
@@ -55,15 +58,15 @@ def safe_load_pickle(path: str | Path) -> dict:
     try:
         with open(path, "rb") as handle:
             loaded = _RestrictedUnpickler(io.BytesIO(handle.read())).load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as error:
+        if not isinstance(loaded, dict):
+            raise pickle.UnpicklingError("the pickle does not hold a dict")
+        return {_plain(key): _plain(value) for key, value in loaded.items()}
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as error:
         raise InputError(
             str(path),
             f"not a plain dictionary pickle ({error})",
             "use Geneformer's published dictionaries or a TSV with two columns",
         ) from error
-    if not isinstance(loaded, dict):
-        raise InputError(str(path), "the pickle does not hold a dict", "pass a dictionary pickle")
-    return {_plain(key): _plain(value) for key, value in loaded.items()}
 
 
 def builtin_path(name: str) -> Path:
