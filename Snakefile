@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/simulate.smk"
+include: "rules/prepare.smk"
 include: "rules/reference.smk"
 include: "rules/tokenize.smk"
 include: "rules/preflight.smk"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -53,3 +57,23 @@ def labelled_h5ad(tmp_path, v1_gene_ids) -> Path:
     obs = pd.DataFrame({"cell_type": labels, "donor": np.tile(["d1", "d2"], n_cells // 2)},
                        index=[f"cell_{i:05d}" for i in range(n_cells)])
     return write_counts_h5ad(tmp_path / "labelled.h5ad", counts, v1_gene_ids[:n_genes], obs)
+
+
+# The workflow itself, for dry runs and the end-to-end test.
+WORKFLOW_FILES = ["Snakefile", "rules", "config", "report", "envs"]
+
+
+def snakemake(workdir: Path, *arguments: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run snakemake from this interpreter's environment in `workdir`."""
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *arguments], cwd=workdir, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A copy of the workflow (not of results/) in a temporary directory."""
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    return tmp_path

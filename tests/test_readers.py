@@ -70,7 +70,7 @@ def test_counts_found_where_stored(tmp_path, stored_in, where):
     n_genes = write_user_h5ad(path, counts, stored_in)
     matrix, found = find_raw_counts(ad.read_h5ad(path), str(path))
     assert found == where and matrix.dtype == np.int32
-    adata = read_user_h5ad(path, "cell_type", None, NAME_TO_ID)
+    adata = read_user_h5ad(path, ["cell_type"], NAME_TO_ID)
     assert list(adata.var_names) == GENE_IDS[:n_genes]
     assert (adata.X != counts[:, :n_genes]).nnz == 0
 
@@ -115,7 +115,7 @@ def test_user_h5ad_with_only_log_normalized_values_is_inverted(tmp_path, caplog)
     path = tmp_path / "user.h5ad"
     ad.AnnData(X=log_normalized(counts), obs=obs, var=pd.DataFrame(index=GENE_IDS)).write_h5ad(path)
     with caplog.at_level(logging.WARNING):
-        adata = read_user_h5ad(path, "cell_type", "donor", NAME_TO_ID)
+        adata = read_user_h5ad(path, ["cell_type", "donor"], NAME_TO_ID)
     assert "recovered by inverting" in caplog.text
     assert (adata.X != counts).nnz == 0
     assert list(adata.obs.columns) == ["cell_type", "donor", "n_counts"]
@@ -127,7 +127,7 @@ def test_user_h5ad_refused_when_counts_cannot_be_found_or_inverted(tmp_path):
     ad.AnnData(X=values, obs=pd.DataFrame({"cell_type": ["a"] * 6}, index=cell_index(6)),
                var=pd.DataFrame(index=GENE_IDS)).write_h5ad(path)
     with pytest.raises(InputError, match="scaled.h5ad: no raw integer counts found.*negative values"):
-        read_user_h5ad(path, "cell_type", None, NAME_TO_ID)
+        read_user_h5ad(path, ["cell_type"], NAME_TO_ID)
 
 
 def test_user_h5ad_with_symbols_and_raw_counts_is_canonical(tmp_path):
@@ -135,7 +135,7 @@ def test_user_h5ad_with_symbols_and_raw_counts_is_canonical(tmp_path):
     obs = pd.DataFrame({"label": list("xy") * 5}, index=cell_index(10))
     path = tmp_path / "symbols.h5ad"
     ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=[s.lower() for s in SYMBOLS])).write_h5ad(path)
-    adata = read_user_h5ad(path, "label", None, NAME_TO_ID)
+    adata = read_user_h5ad(path, ["label"], NAME_TO_ID)
     assert list(adata.var_names) == GENE_IDS and list(adata.var["ensembl_id"]) == GENE_IDS
     assert np.array_equal(adata.obs["n_counts"].to_numpy(), np.asarray(counts.sum(axis=1)).ravel())
 
@@ -145,18 +145,18 @@ def test_missing_label_column_refused(tmp_path):
     ad.AnnData(X=raw_counts(4, 8), obs=pd.DataFrame({"cell_type": list("abab")}, index=cell_index(4)),
                var=pd.DataFrame(index=GENE_IDS)).write_h5ad(path)
     with pytest.raises(InputError, match=r"nolabel.h5ad: obs lacks the column\(s\) \['disease'\]"):
-        read_user_h5ad(path, "disease", None, NAME_TO_ID)
+        read_user_h5ad(path, ["disease"], NAME_TO_ID)
     with pytest.raises(InputError, match=r"\['donor'\]"):
-        read_user_h5ad(path, "cell_type", "donor", NAME_TO_ID)
+        read_user_h5ad(path, ["cell_type", "donor"], NAME_TO_ID)
 
 
 def test_unreadable_or_missing_file_refused(tmp_path):
     path = tmp_path / "broken.h5ad"
     path.write_bytes(b"this is not an HDF5 file")
     with pytest.raises(InputError, match="broken.h5ad: not a readable h5ad file"):
-        read_user_h5ad(path, "cell_type", None, NAME_TO_ID)
+        read_user_h5ad(path, ["cell_type"], NAME_TO_ID)
     with pytest.raises(InputError, match="file not found"):
-        read_user_h5ad(tmp_path / "absent.h5ad", "cell_type", None, NAME_TO_ID)
+        read_user_h5ad(tmp_path / "absent.h5ad", ["cell_type"], NAME_TO_ID)
 
 
 def test_map_gene_symbols_counts_and_strips_versions():

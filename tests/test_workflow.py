@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-WORKFLOW_FILES = ["Snakefile", "rules", "config", "report", "envs"]
-
-
-def snakemake(workdir: Path, *arguments: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run snakemake from this interpreter's environment in `workdir`."""
-    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "snakemake", *arguments], cwd=workdir, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def workdir(tmp_path) -> Path:
-    """A copy of the workflow (not of results/) in a temporary directory."""
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    return tmp_path
+from conftest import snakemake
 
 
 def test_dry_run_lists_every_stage_and_every_experiment_target(workdir):

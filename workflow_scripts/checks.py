@@ -19,7 +19,6 @@ from .errors import InputError
 from .folds import select_cells
 from .genes import labels_in_vocabulary, read_gene_labels, require_genes_per_class
 from .io_utils import write_json
-from .model import check_checkpoint
 
 
 def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any]) -> dict[str, int]:
@@ -99,6 +98,8 @@ def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path
         obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
         found = {"class_sizes": check_labels(obs, source, experiment)}
     if checkpoint:
+        from .model import check_checkpoint  # torch and transformers: 3 s of imports only this check needs
+
         check_checkpoint(checkpoint, len(tokens), model_input_size)
     write_json({"experiment": experiment_name, "file": source, **shape, **found,
                 "genes_in_vocabulary": overlap, "checkpoint": checkpoint}, output_json)

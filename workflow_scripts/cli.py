@@ -23,12 +23,15 @@ from .errors import InputError
 # command -> "module:function" (imported lazily so `--help` stays fast)
 COMMANDS = {
     "simulate": "simulate:simulate_dataset",
+    "download": "download:download_file",
+    "prepare": "readers:prepare_dataset",
     "medians": "medians:compute_gene_medians",
     "reference": "medians:build_reference",
     "tokenize": "tokenize:tokenize_dataset",
     "check": "checks:check_experiment",
     "folds": "folds:make_folds",
     "gene-labels": "simulate:write_dosage_gene_labels",
+    "gene-labels-from-pickle": "readers:dosage_labels_from_pickle",
     "gene-folds": "genes:make_gene_folds",
     "pretrain": "pretrain:pretrain_model",
     "finetune": "finetune:finetune_fold",

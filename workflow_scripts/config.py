@@ -34,6 +34,9 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     """Validate against config/schema.yaml, fill defaults in place, and check cross-references."""
     from snakemake.utils import validate  # Snakemake's validator fills defaults recursively
 
+    for section in ("datasets", "experiments"):  # a preset leaves out an entry of config.yaml by setting it to null
+        for name in [name for name, entry in config.get(section, {}).items() if entry is None]:
+            del config[section][name]
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(load_schema()).iter_errors(config))
     if error is not None:
         key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
@@ -66,8 +69,11 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         for method in experiment["methods"]:
             method_settings(config, name, method, source)
     for name, dataset in config["datasets"].items():
-        if dataset["source"] == "h5ad" and not dataset.get("path"):
+        if dataset["source"] == "h5ad" and not dataset["path"]:
             raise InputError(f"{source}: datasets.{name}", "source h5ad needs a path", "set datasets.NAME.path")
+        if dataset["source"] == "download" and not dataset["files"]:
+            raise InputError(f"{source}: datasets.{name}", "source download needs files",
+                             "list the files (url, filename, sha256, size) under datasets.NAME.files")
     if config["reference"]["medians"] == "corpus" or config["reference"]["token_dictionary"] == "corpus":
         if "corpus" not in config["datasets"]:
             raise InputError(

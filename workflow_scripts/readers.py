@@ -10,6 +10,7 @@ text, hashing-based treatment labels, and gene lists shipped as pickles.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from .counts import open_backed
-from .dictionaries import safe_load_pickle
+from .dictionaries import load_gene_name_dictionary, safe_load_pickle
 from .errors import InputError
 from .io_utils import atomic_path, write_tsv
 from .simulate import DOSAGE_INSENSITIVE, DOSAGE_SENSITIVE, dose_label
@@ -394,21 +395,20 @@ def _require_obs_columns(obs: pd.DataFrame, columns: list[str], source: str) -> 
                          "name existing obs columns in the config, or add them to the file")
 
 
-def read_user_h5ad(path: str | Path, label_column: str, donor_column: str | None,
-                   gene_name_to_ensembl: dict[str, str]) -> anndata.AnnData:
-    """The user's own h5ad as canonical AnnData, keeping the label (and donor) column.
+def read_user_h5ad(path: str | Path, obs_columns: list[str], gene_name_to_ensembl: dict[str, str]) -> anndata.AnnData:
+    """The user's own h5ad as canonical AnnData, keeping the obs columns the experiments use
+    (label, donor).
 
     Counts come from find_raw_counts, or, when only log1p-normalized values are stored, from
     inverting them (with a warning); genes from var['ensembl_id'], var['gene_ids'] or the index.
     """
     source = str(path)
     adata = _read_h5ad(path)
-    columns = [label_column] + ([donor_column] if donor_column else [])
-    _require_obs_columns(adata.obs, columns, source)
+    _require_obs_columns(adata.obs, obs_columns, source)
     counts = _counts_or_inverted(adata, source)
     gene_ids, stats = map_gene_symbols(_gene_names(adata.var), gene_name_to_ensembl)
     log.info("%s: gene names: %s", source, stats)
-    return canonical_anndata(counts, gene_ids, adata.obs[columns].copy(), source)
+    return canonical_anndata(counts, gene_ids, adata.obs[obs_columns].copy(), source)
 
 
 def prepare_pancreas(h5ad_path: str | Path, gene_name_to_ensembl: dict[str, str],
@@ -657,3 +657,40 @@ def dosage_labels_from_pickle(path: str | Path, output_tsv: str | Path) -> pd.Da
     labels = read_gene_list_labels(safe_load_pickle(path), DOSAGE_CLASSES, str(path))
     write_tsv(labels, output_tsv)
     return labels
+
+
+# format -> (preparer, {input file key: the preparer's parameter for that file})
+PREPARERS = {
+    "anndata": (read_user_h5ad, {"h5ad": "path"}),
+    "scib_pancreas": (prepare_pancreas, {"h5ad": "h5ad_path"}),
+    "sciplex2_geo": (prepare_sciplex2, {"matrix": "matrix_gz", "genes": "genes_gz", "cells": "cells_gz",
+                                        "pdata": "pdata_gz"}),
+    "chaffin_cardiomyopathy": (prepare_cardiomyopathy, {"h5ad": "h5ad_path"}),
+}
+
+
+def prepare_dataset(format: str, inputs: dict[str, str], obs_columns: list[str], options: dict,
+                    output_h5ad: str | Path) -> None:
+    """Turn one source (the user's h5ad, or a downloaded dataset) into the canonical h5ad the workflow
+    reads. `options` are the preparer's keyword arguments (e.g. drug for sciplex2_geo); every
+    `obs_columns` entry an experiment uses must be present afterwards."""
+    if format not in PREPARERS:
+        raise InputError("datasets.*.format", f"unknown format '{format}'", f"use one of {sorted(PREPARERS)}")
+    preparer, file_parameters = PREPARERS[format]
+    missing = sorted(set(file_parameters) - set(inputs))
+    if missing:
+        raise InputError(f"{format} inputs", f"lack {missing}", f"give the files {sorted(file_parameters)}")
+    parameters = inspect.signature(preparer).parameters
+    fixed = {"obs_columns", "gene_name_to_ensembl", *file_parameters.values()}
+    unknown = sorted(set(options) - (set(parameters) - fixed))
+    if unknown:
+        raise InputError(f"{format} options", f"unknown option(s) {unknown}",
+                         f"use among {sorted(set(parameters) - fixed)}")
+    arguments = {parameter: inputs[key] for key, parameter in file_parameters.items()} | options
+    if "gene_name_to_ensembl" in parameters:
+        arguments["gene_name_to_ensembl"] = load_gene_name_dictionary()
+    if "obs_columns" in parameters:
+        arguments["obs_columns"] = obs_columns
+    adata = preparer(**arguments)
+    _require_obs_columns(adata.obs, obs_columns, str(output_h5ad))
+    write_canonical_h5ad(adata, output_h5ad)

@@ -1,0 +1,64 @@
+# Real data: verified, resumable downloads, and each source turned into the canonical raw-count h5ad
+# (counts in X, Ensembl IDs in var, n_counts, the obs columns the experiments use).
+PREPARED = [name for name, entry in config["datasets"].items() if entry["source"] != "simulated"]
+DOWNLOADED = [name for name, entry in config["datasets"].items() if entry["source"] == "download"]
+CHECKSUM_RECORD = "results/downloads/checksums.tsv"  # trust-on-first-use checksums of unpinned files
+
+
+def downloaded_file(wildcards):
+    """The config entry (url, filename, sha256, size) of one file of a downloaded dataset."""
+    files = config["datasets"][wildcards.dataset]["files"].values()
+    return next(entry for entry in files if entry["filename"] == wildcards.filename)
+
+
+def source_files(wildcards):
+    """File key -> path of the files a dataset is prepared from (the user's h5ad, or the downloads)."""
+    entry = config["datasets"][wildcards.dataset]
+    if entry["source"] == "h5ad":
+        return {"h5ad": entry["path"]}
+    return {key: f"results/downloads/{wildcards.dataset}/{file['filename']}" for key, file in entry["files"].items()}
+
+
+rule download_file:
+    output:
+        "results/downloads/{dataset}/{filename}",
+    wildcard_constraints:
+        dataset=alternatives(DOWNLOADED),
+    params:
+        url=lambda wildcards: downloaded_file(wildcards)["url"],
+        checks=lambda wildcards: " ".join(
+            f"--{key} {downloaded_file(wildcards)[key]}" for key in ("sha256", "size") if downloaded_file(wildcards)[key]
+        ),
+    retries: 2
+    conda:
+        CONDA_ENV
+    log:
+        "logs/download_file/{dataset}/{filename}.log",
+    benchmark:
+        "results/benchmarks/download_file/{dataset}/{filename}.tsv"
+    shell:
+        "python -m workflow_scripts download --url {params.url:q} --output {output} {params.checks}"
+        " --checksum-record " + CHECKSUM_RECORD + " > {log} 2>&1"
+
+
+rule prepare_dataset:
+    input:
+        unpack(source_files),
+    output:
+        "results/data/{dataset}.h5ad",
+    wildcard_constraints:
+        dataset=alternatives(PREPARED),
+    params:
+        format=lambda wildcards: config["datasets"][wildcards.dataset]["format"],
+        inputs=lambda wildcards, input: as_json(dict(input.items())),
+        columns=obs_columns,
+        options=lambda wildcards: as_json(config["datasets"][wildcards.dataset]["options"]),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_dataset/{dataset}.tsv"
+    shell:
+        "python -m workflow_scripts prepare --format {params.format} --inputs {params.inputs:q}"
+        " --obs-columns {params.columns:q} --options {params.options:q} --output-h5ad {output} > {log} 2>&1"
