@@ -53,3 +53,21 @@ rule reported_vs_reproduced:
     shell:
         "python -m workflow_scripts compare --reported-yaml {input.reported} --summaries {params.summaries:q}"
         " --data-sources {params.sources:q} --output-csv {output.csv} --output-md {output.markdown} > {log} 2>&1"
+
+
+rule runtime_table:
+    input:  # after every experiment's tables, so their jobs' benchmarks are all written
+        "results/tables/all_experiments.csv",
+        "results/tables/reported_vs_reproduced.csv",
+    output:
+        csv=report("results/tables/runtime.csv", category="Tables", caption="../report/runtime.rst"),
+        png=report("results/figures/runtime.png", category="Tables", caption="../report/runtime.rst"),
+    conda:
+        CONDA_ENV
+    log:
+        "logs/runtime_table/all.log",
+    benchmark:
+        "results/benchmarks/runtime_table/all.tsv"
+    shell:
+        "python -m workflow_scripts runtime --benchmark-dir results/benchmarks --output-csv {output.csv}"
+        " --output-png {output.png} > {log} 2>&1"

@@ -94,6 +94,26 @@ def labelled(paths):
     return as_json([[Path(p).parts[-3], int(Path(p).parts[-2].removeprefix("fold_")), p] for p in paths])
 
 
+# Real data (rules/prepare.smk): datasets prepared from a user's h5ad or from downloads.
+PREPARED = [name for name, entry in config["datasets"].items() if entry["source"] != "simulated"]
+DOWNLOADED = [name for name, entry in config["datasets"].items() if entry["source"] == "download"]
+CHECKSUM_RECORD = "results/downloads/checksums.tsv"  # trust-on-first-use checksums of unpinned files
+
+
+def downloaded_file(wildcards):
+    """The config entry (url, filename, sha256, size) of one file of a downloaded dataset."""
+    files = config["datasets"][wildcards.dataset]["files"].values()
+    return next(entry for entry in files if entry["filename"] == wildcards.filename)
+
+
+def source_files(wildcards):
+    """File key -> path of the files a dataset is prepared from (the user's h5ad, or the downloads)."""
+    entry = config["datasets"][wildcards.dataset]
+    if entry["source"] == "h5ad":
+        return {"h5ad": entry["path"]}
+    return {key: f"results/downloads/{wildcards.dataset}/{file['filename']}" for key, file in entry["files"].items()}
+
+
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_]+",
     experiment=alternatives(EXPERIMENTS),

@@ -1,22 +1,5 @@
 # Real data: verified, resumable downloads, and each source turned into the canonical raw-count h5ad
 # (counts in X, Ensembl IDs in var, n_counts, the obs columns the experiments use).
-PREPARED = [name for name, entry in config["datasets"].items() if entry["source"] != "simulated"]
-DOWNLOADED = [name for name, entry in config["datasets"].items() if entry["source"] == "download"]
-CHECKSUM_RECORD = "results/downloads/checksums.tsv"  # trust-on-first-use checksums of unpinned files
-
-
-def downloaded_file(wildcards):
-    """The config entry (url, filename, sha256, size) of one file of a downloaded dataset."""
-    files = config["datasets"][wildcards.dataset]["files"].values()
-    return next(entry for entry in files if entry["filename"] == wildcards.filename)
-
-
-def source_files(wildcards):
-    """File key -> path of the files a dataset is prepared from (the user's h5ad, or the downloads)."""
-    entry = config["datasets"][wildcards.dataset]
-    if entry["source"] == "h5ad":
-        return {"h5ad": entry["path"]}
-    return {key: f"results/downloads/{wildcards.dataset}/{file['filename']}" for key, file in entry["files"].items()}
 
 
 rule download_file:
@@ -25,6 +8,7 @@ rule download_file:
     wildcard_constraints:
         dataset=alternatives(DOWNLOADED),
     params:
+        record=CHECKSUM_RECORD,
         url=lambda wildcards: downloaded_file(wildcards)["url"],
         checks=lambda wildcards: " ".join(
             f"--{key} {downloaded_file(wildcards)[key]}" for key in ("sha256", "size") if downloaded_file(wildcards)[key]
@@ -38,7 +22,7 @@ rule download_file:
         "results/benchmarks/download_file/{dataset}/{filename}.tsv"
     shell:
         "python -m workflow_scripts download --url {params.url:q} --output {output} {params.checks}"
-        " --checksum-record " + CHECKSUM_RECORD + " > {log} 2>&1"
+        " --checksum-record {params.record} > {log} 2>&1"
 
 
 rule prepare_dataset:

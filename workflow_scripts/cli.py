@@ -43,6 +43,7 @@ COMMANDS = {
     "relative-change": "figures:plot_relative_change",
     "aggregate": "aggregate:collect_experiments",
     "compare": "aggregate:compare_with_reported",
+    "runtime": "runtime:collect_runtime",
 }
 
 
