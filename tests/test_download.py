@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from workflow_scripts import download
-from workflow_scripts.download import download_file, download_sources, huggingface_url
+from workflow_scripts.download import download_file
 from workflow_scripts.errors import InputError
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes
@@ -221,31 +221,3 @@ def test_present_corrupt_file_is_downloaded_again(server, tmp_path, sleeps):
     output.write_bytes(b"corrupt")
     assert download_file(f"{base}/data.bin", output, sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256
     assert output.read_bytes() == PAYLOAD and len(state.requests) == 1
-
-
-def test_download_sources_fetches_each_into_output_dir(server, tmp_path, sleeps):
-    base, state = server
-    state.payloads["/other.bin"] = b"other payload"
-    sources = {
-        "counts": {"url": f"{base}/data.bin", "sha256": PAYLOAD_SHA256, "size": len(PAYLOAD), "filename": "counts.bin"},
-        "labels": {"url": f"{base}/other.bin", "sha256": None, "size": None, "filename": "labels.bin"},
-    }
-    digests = download_sources(sources, tmp_path / "raw", tmp_path / "checksums.tsv")
-    assert digests == {"counts": PAYLOAD_SHA256, "labels": hashlib.sha256(b"other payload").hexdigest()}
-    assert (tmp_path / "raw" / "labels.bin").read_bytes() == b"other payload"
-    with open(tmp_path / "checksums.tsv", newline="") as handle:
-        recorded_urls = [row[0] for row in csv.reader(handle, delimiter="\t")]
-    assert recorded_urls == ["url", f"{base}/other.bin"]  # only the source without a published checksum
-
-
-def test_download_sources_refuses_paths_outside_output_dir(tmp_path):
-    with pytest.raises(InputError, match="outside"):
-        download_sources({"x": {"url": "http://127.0.0.1:9/x", "filename": "../x.bin"}}, tmp_path, tmp_path / "c.tsv")
-
-
-def test_huggingface_url_requires_a_pinned_commit():
-    commit = "a" * 40
-    assert (huggingface_url("ctheodoris/Geneformer", commit, "gf-6L-30M-i2048/model.safetensors")
-            == f"https://huggingface.co/ctheodoris/Geneformer/resolve/{commit}/gf-6L-30M-i2048/model.safetensors")
-    with pytest.raises(InputError, match="commit hash"):
-        huggingface_url("ctheodoris/Geneformer", "main", "config.json")

@@ -1,6 +1,5 @@
 """Model construction, freezing, and the masking used in pretraining."""
 
-import numpy as np
 import pytest
 import torch
 

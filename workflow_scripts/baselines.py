@@ -24,7 +24,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from .counts import TARGET_SUM
+from .counts import TARGET_SUM, gene_ids_of
 from .errors import InputError
 from .folds import class_order, read_folds
 from .batching import load_tokenized
@@ -234,9 +234,7 @@ def run_gene_baseline(kind: str, h5ad_path: str | Path, tokenized_dir: str | Pat
     cell_ids = np.asarray(dataset["cell_id"])
     roles = read_cell_roles(cells_tsv, cell_ids)
     adata = ad.read_h5ad(h5ad_path)
-    columns = pd.Index(adata.var["ensembl_id"] if "ensembl_id" in adata.var.columns else adata.var_names).get_indexer(
-        genes["ensembl_id"]
-    )
+    columns = pd.Index(gene_ids_of(adata.var)).get_indexer(genes["ensembl_id"])
     if (columns < 0).any():
         raise InputError(str(folds_tsv), f"{int((columns < 0).sum())} genes are not in {h5ad_path}", "rebuild the gene folds")
     cell_rows = adata.obs_names.get_indexer(cell_ids[roles["train"]])

@@ -111,7 +111,7 @@ def check_task_keys(config: dict[str, Any], name: str, where: str) -> None:
                              f"'{experiment['dataset']}' is {dataset_source}", "give a gene label TSV for real data")
         allowed = GENE_TASK_KINDS
         for method, entry in experiment["methods"].items():
-            if entry["kind"] == "finetune" and entry.get("finetuning", {}).get("upsample", config["finetuning"]["upsample"]):
+            if entry["kind"] == "finetune" and method_settings(config, name, method, where)["finetuning"]["upsample"]:
                 raise InputError(f"{where}.methods.{method}.finetuning.upsample",
                                  "upsampling resamples cells; it is not defined for gene classification",
                                  "set upsample: false (focal_alpha: balanced weights the gene classes)")

@@ -35,32 +35,39 @@ class CountChunk:
     n_counts: np.ndarray
 
 
-@contextlib.contextmanager
-def open_backed(h5ad_path: str | Path) -> Iterator[anndata.AnnData]:
-    """Open an h5ad backed (read-only, on disk); a missing or unreadable file is an InputError."""
+def read_h5ad(h5ad_path: str | Path, backed: str | None = None) -> anndata.AnnData:
+    """Read an h5ad (in memory, or backed='r' on disk); a missing or unreadable file is an InputError."""
     path = Path(h5ad_path)
     if not path.is_file():
         raise InputError(str(path), "file not found", "check the dataset path in the config")
     try:
-        adata = anndata.read_h5ad(path, backed="r")
+        return anndata.read_h5ad(path, backed=backed)
     except Exception as error:  # h5py and anndata raise many types for a damaged file
         raise InputError(
             str(path),
             f"not a readable h5ad file ({type(error).__name__}: {error})",
             "rewrite it with anndata.write_h5ad",
         ) from error
+
+
+@contextlib.contextmanager
+def open_backed(h5ad_path: str | Path) -> Iterator[anndata.AnnData]:
+    """Open an h5ad backed (read-only, on disk), closing it afterwards."""
+    adata = read_h5ad(h5ad_path, backed="r")
     try:
         yield adata
     finally:
         adata.file.close()
 
 
+def gene_ids_of(var: pd.DataFrame) -> np.ndarray:
+    """A canonical file's gene identifiers: var['ensembl_id'] when present, else the var index, as str."""
+    return (var["ensembl_id"] if "ensembl_id" in var.columns else var.index).astype(str).to_numpy()
+
+
 def read_gene_ids(h5ad_path: str | Path) -> np.ndarray:
-    """The file's gene identifiers: var['ensembl_id'] when present, else the var index, as str."""
     with open_backed(h5ad_path) as adata:
-        if "ensembl_id" in adata.var.columns:
-            return adata.var["ensembl_id"].astype(str).to_numpy()
-        return adata.var.index.astype(str).to_numpy()
+        return gene_ids_of(adata.var)
 
 
 def read_obs(h5ad_path: str | Path) -> pd.DataFrame:
@@ -96,22 +103,28 @@ def _counts_matrix(adata: anndata.AnnData, source: str):
     return matrix
 
 
+def count_problem(data: np.ndarray, integer_tolerance: float = 0.0) -> str | None:
+    """Why stored matrix values are not raw counts (None when they are): the one test every reader uses.
+    `integer_tolerance` admits float rounding noise in files that are then rounded."""
+    is_float = np.issubdtype(data.dtype, np.floating)
+    if not (is_float or np.issubdtype(data.dtype, np.integer)):
+        return f"values of dtype {data.dtype}"
+    if is_float and not np.isfinite(data).all():
+        return "non-finite (NaN or infinite) values"
+    if (data < 0).any():
+        return f"negative values (min {data.min():g})"
+    if is_float:
+        off = np.abs(data - np.rint(data)) > integer_tolerance
+        if off.any():
+            return f"non-integer values (e.g. {data[np.flatnonzero(off)[0]]:g})"
+    return None
+
+
 def _validated_chunk(block, n_counts: np.ndarray, start: int, source: str) -> CountChunk:
     """Check one slice of rows holds raw counts and usable n_counts; return it as canonical CSR."""
     matrix = sp.csr_matrix(block)
     stop = start + matrix.shape[0]
-    data = matrix.data
-    is_float = np.issubdtype(data.dtype, np.floating)
-    if not (is_float or np.issubdtype(data.dtype, np.integer)):
-        problem = f"values of dtype {data.dtype}"
-    elif is_float and not np.isfinite(data).all():
-        problem = "non-finite (NaN or infinite) values"
-    elif (data < 0).any():
-        problem = "negative values"
-    elif is_float and (np.mod(data, 1) != 0).any():
-        problem = "non-integer values"
-    else:
-        problem = None
+    problem = count_problem(matrix.data)
     if problem is not None:
         raise InputError(source, f"matrix is not raw counts: {problem} in rows {start}-{stop - 1}", _RAW_COUNTS_FIX)
     if not np.isfinite(n_counts).all() or (n_counts <= 0).any():

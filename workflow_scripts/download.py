@@ -23,7 +23,6 @@ import os
 import re
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,22 +39,12 @@ CHUNK_BYTES = 1 << 20
 RECORD_COLUMNS = ["url", "sha256", "size"]
 RETRYABLE_HTTP_CODES = {408, 429}  # plus every 5xx
 USER_AGENT = "geneformer-workflow-download/1"
-COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
 
 _sleep = time.sleep  # tests replace this to record backoff delays without waiting
 
 
 class _PermanentHTTPError(Exception):
     """An HTTP answer that retrying will not change (404, 403, ...)."""
-
-
-def huggingface_url(repo: str, revision: str, filename: str) -> str:
-    """The download URL of a file in a Hugging Face repository at a pinned commit."""
-    if not COMMIT_HASH.fullmatch(revision):
-        raise InputError(f"huggingface.co/{repo}", f"revision {revision!r} is not a 40-character commit hash; "
-                         "a branch or tag can move and change the downloaded file",
-                         "pin the revision to a full commit hash (from the repository's commit history)")
-    return f"https://huggingface.co/{repo}/resolve/{revision}/{urllib.parse.quote(filename, safe='/')}"
 
 
 def download_file(url: str, output: str | Path, sha256: str | None = None, size: int | None = None,
@@ -95,24 +84,6 @@ def download_file(url: str, output: str | Path, sha256: str | None = None, size:
     _record_first_use(checksum_record, url, sha256, actual_sha256, actual_size)
     log.info("downloaded %s to %s (%d bytes, sha256 %s)", url, output, actual_size, actual_sha256)
     return actual_sha256
-
-
-def download_sources(sources: dict[str, dict], output_dir: str | Path, checksum_record: str | Path,
-                     retries: int = 5) -> dict[str, str]:
-    """Download each named source ({url, sha256, size, filename}) into output_dir; return name -> sha256."""
-    digests = {}
-    for name, source in sources.items():
-        missing = [key for key in ("url", "filename") if not source.get(key)]
-        if missing:
-            raise InputError(f"sources.{name}", f"missing {', '.join(missing)}",
-                             "give every source a url and a filename")
-        filename = Path(source["filename"])
-        if filename.is_absolute() or ".." in filename.parts:
-            raise InputError(f"sources.{name}.filename", f"{filename} points outside the download folder",
-                             "use a relative file name such as counts.h5ad")
-        digests[name] = download_file(source["url"], Path(output_dir) / filename, sha256=source.get("sha256"),
-                                      size=source.get("size"), checksum_record=checksum_record, retries=retries)
-    return digests
 
 
 def _fetch_with_retries(url: str, part: Path, output: Path, retries: int, backoff_seconds: float,

@@ -46,9 +46,6 @@ def write_json(payload: Any, path: str | Path) -> None:
         temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
 
 def predictions_table(ids: dict[str, np.ndarray], true_labels: np.ndarray, classes: list[str],
                       probabilities: np.ndarray) -> pd.DataFrame:
@@ -58,4 +55,3 @@ def predictions_table(ids: dict[str, np.ndarray], true_labels: np.ndarray, class
     table = pd.DataFrame({**ids, "true_label": true_labels, "predicted_label": names[probabilities.argmax(axis=1)]})
     probability_columns = pd.DataFrame(probabilities, columns=[f"{PROBABILITY_PREFIX}{name}" for name in classes])
     return pd.concat([table, probability_columns.set_index(table.index)], axis=1)
-

@@ -22,7 +22,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .counts import open_backed
+from .counts import count_problem, open_backed, read_h5ad
 from .dictionaries import load_gene_name_dictionary, safe_load_pickle
 from .errors import InputError
 from .io_utils import atomic_path, write_tsv
@@ -62,22 +62,11 @@ CARDIOMYOPATHY_DISEASES = ("NF", "HCM", "DCM")
 # ---------------------------------------------------------------------------------------------
 
 def _count_problem(matrix: sp.csr_matrix) -> str | None:
-    """Why the stored values are not raw counts (None when they are), checked on the sparse data."""
-    data = matrix.data
-    is_float = np.issubdtype(data.dtype, np.floating)
-    if not (is_float or np.issubdtype(data.dtype, np.integer)):
-        return f"values of dtype {data.dtype}"
-    if is_float and not np.isfinite(data).all():
-        return "non-finite (NaN or infinite) values"
-    if (data < 0).any():
-        return f"negative values (min {data.min():g})"
-    if is_float:
-        off = np.abs(data - np.rint(data)) > INTEGER_TOLERANCE
-        if off.any():
-            return f"non-integer values (e.g. {data[np.flatnonzero(off)[0]]:g})"
-    if data.size and data.max() > INT32_MAX:
-        return f"values above the int32 range (max {data.max():g})"
-    return None
+    """Why the stored values are not raw counts that fit int32 (None when they are)."""
+    problem = count_problem(matrix.data, INTEGER_TOLERANCE)
+    if problem is None and matrix.data.size and matrix.data.max() > INT32_MAX:
+        return f"values above the int32 range (max {matrix.data.max():g})"
+    return problem
 
 
 def _as_int32_counts(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -242,9 +231,9 @@ def _rounded_counts(matrix: sp.csr_matrix, groups: pd.Series, source: str) -> sp
     of non-UMI technologies (e.g. scIB's pancreas): refusing them would refuse the dataset.
     """
     data = matrix.data
-    if not np.issubdtype(data.dtype, np.number) or not np.isfinite(data).all() or (data < 0).any():
-        raise InputError(source, "layers['counts'] holds negative, non-finite or non-numeric values",
-                         RAW_COUNTS_FIX)
+    problem = count_problem(data, integer_tolerance=np.inf)  # non-integers are rounded below
+    if problem is not None:
+        raise InputError(source, f"layers['counts'] holds {problem}", RAW_COUNTS_FIX)
     off = np.abs(data - np.rint(data)) > INTEGER_TOLERANCE
     if off.any():
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
@@ -377,17 +366,6 @@ def write_canonical_h5ad(adata: anndata.AnnData, output: str | Path) -> None:
 # Sources
 # ---------------------------------------------------------------------------------------------
 
-def _read_h5ad(path: str | Path) -> anndata.AnnData:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), "file not found", "check the dataset path in the config")
-    try:
-        return anndata.read_h5ad(path)
-    except Exception as error:  # h5py and anndata raise many types for a damaged file
-        raise InputError(str(path), f"not a readable h5ad file ({type(error).__name__}: {error})",
-                         "pass an h5ad written by anndata (adata.write_h5ad)") from error
-
-
 def _require_obs_columns(obs: pd.DataFrame, columns: list[str], source: str) -> None:
     missing = [column for column in columns if column not in obs.columns]
     if missing:
@@ -403,7 +381,7 @@ def read_user_h5ad(path: str | Path, obs_columns: list[str], gene_name_to_ensemb
     inverting them (with a warning); genes from var['ensembl_id'], var['gene_ids'] or the index.
     """
     source = str(path)
-    adata = _read_h5ad(path)
+    adata = read_h5ad(path)
     _require_obs_columns(adata.obs, obs_columns, source)
     counts = _counts_or_inverted(adata, source)
     gene_ids, stats = map_gene_symbols(_gene_names(adata.var), gene_name_to_ensembl)
@@ -421,7 +399,7 @@ def prepare_pancreas(h5ad_path: str | Path, gene_name_to_ensembl: dict[str, str]
     layers['counts'], which are rounded with a warning (see _rounded_counts).
     """
     source = str(h5ad_path)
-    adata = _read_h5ad(h5ad_path)
+    adata = read_h5ad(h5ad_path)
     _require_obs_columns(adata.obs, [label_column, batch_column], source)
     if "counts" not in adata.layers:
         raise InputError(source, "has no layers['counts'], where scIB's pancreas file keeps its counts",

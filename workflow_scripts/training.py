@@ -27,7 +27,7 @@ BatchLoss = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, np.ndarray], 
 def optimizer_and_schedule(model: torch.nn.Module, settings: dict[str, Any], total_steps: int):
     """AdamW without decay on biases and LayerNorm weights (the BERT convention), and the LR schedule."""
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim == 1 else decay).append(parameter)
     optimizer = torch.optim.AdamW(
