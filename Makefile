@@ -28,5 +28,5 @@ rulegraph: setup  ## regenerate the README's DAG picture
 
 lock:  ## re-pin requirements.lock from a fresh install of pyproject.toml
 	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
-	/tmp/lock-venv/bin/pip install --quiet .
+	/tmp/lock-venv/bin/pip install --quiet ".[test,bench]"
 	/tmp/lock-venv/bin/pip freeze --exclude-editable | grep -v geneformer-workflow > requirements.lock

@@ -1,5 +1,5 @@
 """Geneformer fine-tuning experiments: raw counts -> medians -> tokens -> pretraining -> per-fold
-fine-tuning and baselines -> evaluation -> mean ± SD tables and figures. The logic lives in
+fine-tuning and baselines -> evaluation -> quantization -> mean ± SD tables and figures. The logic lives in
 workflow_scripts/; this file and rules/ only wire it (see docs/architecture.md)."""
 
 from snakemake.utils import min_version
@@ -20,6 +20,7 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
+include: "rules/quantize.smk"
 include: "rules/aggregate.smk"
 
 
@@ -35,3 +36,4 @@ rule all:
         ],
         "results/tables/all_experiments.csv",
         "results/tables/reported_vs_reproduced.csv",
+        ["results/tables/quantization.csv"] if QUANTIZED else [],

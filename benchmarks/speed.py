@@ -4,17 +4,29 @@ ratios, and copy them with the machine into benchmarks/README.md.
 
     python benchmarks/speed.py --cells 20000 --output benchmarks/latest.md
 
-Plain approaches, each holding the whole matrix in memory: medians = one np.median per gene over its
-non-zero normalized values (columns of a CSC matrix); tokenization = one Python iteration per cell
-(normalize the row, sort, cut), as Geneformer's tokenizer does. Both evaluate count / n_counts *
-10,000 (/ median) in the workflow's order, so outputs must be identical, and are compared. Peak memory of each
-workflow step is measured in a child process (`--memory-cells` for a large file, e.g. 200000).
+Two plain approaches per step, each holding the whole matrix in memory (reading is not timed apart:
+every approach reads the file inside its timing):
+- tuned loops: medians = one np.median per gene over the indptr slice of a CSC matrix; tokenization =
+  one numpy iteration per cell over the indptr slice of the CSR matrix;
+- straightforward loops, as Geneformer's reference code and a first implementation write them:
+  medians = for each gene, column `X[:, j]` of the CSR matrix as read (no CSC conversion), its
+  non-zero normalized values, np.median; tokenization = chunks of 512 rows, each normalized as a
+  scipy sparse matrix (count / n_counts * 10,000 / median), then per cell `X_norm[i]` (scipy row
+  indexing, `.data`, `.indices`), sort, map to tokens, cut. Geneformer reads the file backed (from
+  disk) chunk by chunk; here it is read into memory first, which can only make the reference faster.
+  The CSR column loop can be timed on an evenly spaced subset of genes (`--column-loop-genes`) and
+  extrapolated to all genes; the table then says so.
+Every approach evaluates count / n_counts * 10,000 (/ median) in the workflow's order and orders tied
+values by ascending token id (Geneformer's own argsort leaves ties in arbitrary order), so outputs must
+be identical, and are compared. Peak memory of each workflow step is measured in a child process
+(`--memory-cells` for a large file, e.g. 200000).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -37,6 +49,7 @@ from workflow_scripts.tokenize import tokenize_dataset
 
 MODEL_INPUT_SIZE = 2048  # Geneformer V1: long encodings are where a per-cell loop hurts most
 CHUNK_SIZE = 2000
+REFERENCE_CHUNK_SIZE = 512  # Geneformer's tokenizer normalizes 512 cells at a time
 
 
 def simulated_file(directory: Path, n_cells: int) -> Path:
@@ -83,6 +96,54 @@ def plain_tokenize(h5ad: Path, token_tsv: Path, medians_tsv: Path) -> list[list[
     return cells
 
 
+def csr_column_medians(h5ad: Path, n_genes: int | None) -> tuple[pd.Series, pd.Index]:
+    """Per gene: column X[:, j] of the CSR matrix as read, its non-zero count / n_counts * 10,000, np.median.
+
+    With n_genes, only that many evenly spaced genes (for a time to extrapolate); returns the
+    medians and the genes looped over.
+    """
+    adata = anndata.read_h5ad(h5ad)
+    matrix = sp.csr_matrix(adata.X)
+    n_counts = adata.obs["n_counts"].to_numpy(dtype=np.float64)
+    columns = np.arange(matrix.shape[1])
+    if n_genes is not None and n_genes < columns.size:
+        columns = np.unique(np.linspace(0, columns.size - 1, n_genes).round().astype(np.int64))
+    medians = {}
+    for column in columns:
+        counts = matrix[:, column].toarray().ravel()
+        expressed = counts != 0
+        if expressed.any():
+            medians[adata.var_names[column]] = float(np.median(counts[expressed] / n_counts[expressed] * TARGET_SUM))
+    return pd.Series(medians, dtype=np.float64), adata.var_names[columns]
+
+
+def reference_tokenize(h5ad: Path, token_tsv: Path, medians_tsv: Path) -> list[list[int]]:
+    """Geneformer's reference tokenizer: 512-cell chunks of the vocabulary genes normalized as scipy
+    sparse matrices, then per cell a scipy row `X_norm[i]`, its values sorted descending and mapped
+    to tokens, cut."""
+    adata = anndata.read_h5ad(h5ad)
+    tokens = load_token_dictionary(str(token_tsv))
+    medians = load_median_dictionary(str(medians_tsv))
+    genes = np.asarray(adata.var_names)
+    known = np.flatnonzero([gene in tokens and gene in medians for gene in genes])
+    gene_tokens = np.array([tokens[gene] for gene in genes[known]], dtype=np.int64)
+    gene_medians = np.array([medians[gene] for gene in genes[known]], dtype=np.float64)
+    matrix = sp.csr_matrix(adata.X)
+    n_counts = adata.obs["n_counts"].to_numpy(dtype=np.float64)
+    cells = []
+    for start in range(0, matrix.shape[0], REFERENCE_CHUNK_SIZE):
+        normalized = sp.csr_matrix(matrix[start:start + REFERENCE_CHUNK_SIZE][:, known], dtype=np.float64)
+        # true divisions, in the workflow's order: scipy's `X / dense` multiplies by reciprocals, which moves last
+        # bits and so the order of near-tied genes (Geneformer's code inherits that); it is also a little slower
+        cell_counts = np.repeat(n_counts[start:start + REFERENCE_CHUNK_SIZE], np.diff(normalized.indptr))
+        normalized.data = normalized.data / cell_counts * TARGET_SUM / gene_medians[normalized.indices]
+        for row in range(normalized.shape[0]):
+            values, ids = normalized[row].data, gene_tokens[normalized[row].indices]
+            order = np.lexsort((ids, -values))  # value descending, ties by ascending token id (the workflow's rule)
+            cells.append(ids[order][:MODEL_INPUT_SIZE].tolist())
+    return cells
+
+
 def timed(function, *arguments):
     start = time.perf_counter()
     result = function(*arguments)
@@ -100,29 +161,45 @@ def peak_rss_mb(code: str) -> float:
     return int(result.stderr.strip().splitlines()[-1]) / 1024
 
 
-def measure(n_cells: int, memory_cells: int | None, work: Path) -> dict:
+def same_medians(written: pd.Series, computed: pd.Series) -> bool:
+    """The TSV holds 16 significant digits: equal up to that text round trip."""
+    return bool(written.index.equals(computed.index) and np.allclose(written, computed, rtol=1e-15, atol=0))
+
+
+def measure(n_cells: int, memory_cells: int | None, column_loop_genes: int | None, work: Path) -> dict:
     h5ad = simulated_file(work, n_cells)
     medians_tsv, token_tsv, used_tsv = work / "medians.tsv", work / "tokens.tsv", work / "used.tsv"
     _, fast_medians_s = timed(compute_gene_medians, h5ad, medians_tsv, CHUNK_SIZE)
     plain, plain_medians_s = timed(plain_medians, h5ad)
+    (column_medians, looped_genes), column_medians_s = timed(csr_column_medians, h5ad, column_loop_genes)
     fast = pd.read_csv(medians_tsv, sep="\t").set_index("ensembl_id")["median"]
-    # the TSV holds 16 significant digits: equal up to that text round trip
-    medians_identical = bool(fast.index.equals(plain.index) and np.allclose(fast, plain, rtol=1e-15, atol=0))
+    medians_identical = same_medians(fast, plain)
+    column_identical = same_medians(fast[fast.index.isin(looped_genes)], column_medians)  # on the genes looped over
+    n_genes = anndata.read_h5ad(h5ad, backed="r").n_vars
+    column_all_genes_s = column_medians_s * n_genes / looped_genes.size  # the loop's cost is per gene
 
     build_reference("corpus", "corpus", medians_tsv, False, token_tsv, used_tsv)
     _, fast_tokens_s = timed(tokenize_dataset, h5ad, token_tsv, used_tsv, work / "tokens.dataset", MODEL_INPUT_SIZE,
                              False, CHUNK_SIZE, [], 1)
     plain_cells, plain_tokens_s = timed(plain_tokenize, h5ad, token_tsv, used_tsv)
+    reference_cells, reference_tokens_s = timed(reference_tokenize, h5ad, token_tsv, used_tsv)
     fast_cells = datasets.load_from_disk(str(work / "tokens.dataset"))["input_ids"]
-    tokens_identical = fast_cells == plain_cells
 
     results = {
-        "machine": f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}",
-        "cells": n_cells, "genes": anndata.read_h5ad(h5ad, backed="r").n_vars,
+        "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs, "
+                   f"Python {platform.python_version()}",
+        "cells": n_cells, "genes": n_genes,
         "medians": {"workflow_s": fast_medians_s, "per_gene_loop_s": plain_medians_s,
-                    "speedup": plain_medians_s / fast_medians_s, "identical": medians_identical},
+                    "speedup": plain_medians_s / fast_medians_s, "identical": medians_identical,
+                    "csr_column_loop_s": column_all_genes_s, "csr_column_loop_genes_timed": looped_genes.size,
+                    "csr_column_loop_extrapolated": looped_genes.size < n_genes,
+                    "csr_column_speedup": column_all_genes_s / fast_medians_s,
+                    "csr_column_identical": column_identical},
         "tokenization": {"workflow_cells_per_s": n_cells / fast_tokens_s, "per_cell_loop_cells_per_s": n_cells / plain_tokens_s,
-                         "speedup": plain_tokens_s / fast_tokens_s, "identical": tokens_identical},
+                         "speedup": plain_tokens_s / fast_tokens_s, "identical": fast_cells == plain_cells,
+                         "reference_cells_per_s": n_cells / reference_tokens_s,
+                         "reference_speedup": reference_tokens_s / fast_tokens_s,
+                         "reference_identical": fast_cells == reference_cells},
     }
     if memory_cells:
         large = simulated_file(work, memory_cells)
@@ -141,16 +218,25 @@ def measure(n_cells: int, memory_cells: int | None, work: Path) -> dict:
 
 def as_markdown(results: dict) -> str:
     medians, tokens = results["medians"], results["tokenization"]
+    column_loop = f"{medians['csr_column_loop_s']:.2f} s (per gene, `X[:, j]` of the CSR matrix"
+    if medians["csr_column_loop_extrapolated"]:
+        column_loop += (f"; extrapolated from {medians['csr_column_loop_genes_timed']:,} evenly spaced genes of "
+                        f"{results['genes']:,}, identity checked on those")
+    column_loop += ")"
     lines = [
         f"Machine: {results['machine']}; {results['cells']:,} simulated cells x {results['genes']:,} genes; "
-        f"model_input_size {MODEL_INPUT_SIZE}.",
+        f"model_input_size {MODEL_INPUT_SIZE}. Ratios are workflow speed / loop speed.",
         "",
-        "| step | workflow | plain loop | ratio | identical output |",
-        "|---|---|---|---|---|",
-        f"| gene medians | {medians['workflow_s']:.2f} s | {medians['per_gene_loop_s']:.2f} s (per gene) | "
-        f"{medians['speedup']:.1f}x | {medians['identical']} |",
+        "| step | workflow | tuned plain loop | ratio | identical output "
+        "| straightforward loop | ratio | identical output |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| gene medians | {medians['workflow_s']:.2f} s | {medians['per_gene_loop_s']:.2f} s (per gene, CSC indptr "
+        f"slices) | {medians['speedup']:.1f}x | {medians['identical']} | {column_loop} | "
+        f"{medians['csr_column_speedup']:.1f}x | {medians['csr_column_identical']} |",
         f"| tokenization | {tokens['workflow_cells_per_s']:,.0f} cells/s | {tokens['per_cell_loop_cells_per_s']:,.0f} "
-        f"cells/s (per cell) | {tokens['speedup']:.1f}x | {tokens['identical']} |",
+        f"cells/s (per cell, CSR indptr slices) | {tokens['speedup']:.1f}x | {tokens['identical']} | "
+        f"{tokens['reference_cells_per_s']:,.0f} cells/s (as Geneformer's tokenizer: 512-cell sparse chunks, "
+        f"`X_norm[i]` per cell) | {tokens['reference_speedup']:.1f}x | {tokens['reference_identical']} |",
     ]
     if "memory" in results:
         memory = results["memory"]
@@ -163,10 +249,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=int, default=20_000)
     parser.add_argument("--memory-cells", type=int, default=None, help="also measure peak RSS on this many cells")
+    parser.add_argument("--column-loop-genes", type=int, default=None,
+                        help="time the CSR column medians loop on this many evenly spaced genes and extrapolate "
+                             "(default: all genes)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/latest.md"))
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        results = measure(arguments.cells, arguments.memory_cells, Path(work))
+        results = measure(arguments.cells, arguments.memory_cells, arguments.column_loop_genes, Path(work))
     arguments.output.write_text(as_markdown(results))
     print(json.dumps(results, indent=2))
 

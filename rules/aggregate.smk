@@ -27,6 +27,7 @@ rule reported_vs_reproduced:
         reported="config/reported.yaml",
         summaries=expand("results/{experiment}/summary.csv", experiment=EXPERIMENTS),
         per_class=expand("results/{experiment}/per_class.csv", experiment=EXPERIMENTS),
+        quantization=["results/tables/quantization.csv"] if QUANTIZED else [],
     output:
         csv=report(
             "results/tables/reported_vs_reproduced.csv",
@@ -38,6 +39,7 @@ rule reported_vs_reproduced:
         summaries=lambda wildcards, input: as_json(
             [list(entry) for entry in zip(EXPERIMENTS, input.summaries, input.per_class)]
         ),
+        quantization=lambda wildcards, input: f"--quantization-csv {input.quantization}" if input.quantization else "",
         sources=as_json(
             {
                 name: ("simulated" if config["datasets"][entry["dataset"]]["source"] == "simulated" else "real")
@@ -52,7 +54,8 @@ rule reported_vs_reproduced:
         "results/benchmarks/reported_vs_reproduced/all.tsv"
     shell:
         "python -m workflow_scripts compare --reported-yaml {input.reported} --summaries {params.summaries:q}"
-        " --data-sources {params.sources:q} --output-csv {output.csv} --output-md {output.markdown} > {log} 2>&1"
+        " --data-sources {params.sources:q} {params.quantization} --output-csv {output.csv}"
+        " --output-md {output.markdown} > {log} 2>&1"
 
 
 rule runtime_table:

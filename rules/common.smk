@@ -10,8 +10,10 @@ EXPERIMENTS = list(config["experiments"])
 GENE_EXPERIMENTS = [name for name, entry in config["experiments"].items() if entry["task"] == "gene_classification"]
 CELL_EXPERIMENTS = [name for name in EXPERIMENTS if name not in GENE_EXPERIMENTS]
 SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
+PICKLE_SUFFIXES = (".pickle", ".pkl")
 FINETUNE_KINDS = {"finetune"}
 PRETRAINED_MODEL = "results/pretrained_model"
+DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
 CONDA_ENV = "../envs/workflow.yaml"  # used with --sdm conda; relative to rules/
 
 
@@ -36,10 +38,19 @@ def experiment_tokens(wildcards):
     return f"results/tokenized/{experiment(wildcards)['dataset']}.dataset"
 
 
+def gene_label_source(name):
+    """The gene label file as given: a downloaded file's place, or the user's path."""
+    labels = config["experiments"][name]["gene_labels"]
+    return f"results/downloads/gene_labels/{labels['filename']}" if isinstance(labels, dict) else labels
+
+
 def gene_labels(wildcards):
-    """A gene task's label file: the simulator's planted dosage genes, or the user's TSV."""
-    labels = experiment(wildcards)["gene_labels"]
-    return SIMULATED_GENE_LABELS if labels == "simulated" else labels
+    """A gene task's label TSV: the simulator's planted dosage genes, the user's (or a downloaded) TSV,
+    or the TSV converted from a gene class pickle."""
+    if experiment(wildcards)["gene_labels"] == "simulated":
+        return SIMULATED_GENE_LABELS
+    source = gene_label_source(wildcards.experiment)
+    return f"results/gene_labels/{wildcards.experiment}.tsv" if source.endswith(PICKLE_SUFFIXES) else source
 
 
 def methods_of(kinds_wanted, experiment_names=EXPERIMENTS):
@@ -57,8 +68,16 @@ def folds_of(wildcards):
 
 
 def checkpoint_dir():
-    """The model every fine-tuning starts from: the user's checkpoint, or the one pretrained here."""
+    """The model every fine-tuning starts from: downloaded, the user's, or the one pretrained here."""
+    if config["model"]["download"]:
+        return DOWNLOADED_CHECKPOINT
     return config["model"]["checkpoint"] or PRETRAINED_MODEL
+
+
+def checkpoint_inputs():
+    """What jobs using the checkpoint wait for: its downloaded files, or its directory."""
+    files = config["model"]["download"].values()
+    return [f"{DOWNLOADED_CHECKPOINT}/{file['filename']}" for file in files] if files else [checkpoint_dir()]
 
 
 def alternatives(names):
@@ -96,14 +115,24 @@ def labelled(paths):
 
 # Real data (rules/prepare.smk): datasets prepared from a user's h5ad or from downloads.
 PREPARED = [name for name, entry in config["datasets"].items() if entry["source"] != "simulated"]
-DOWNLOADED = [name for name, entry in config["datasets"].items() if entry["source"] == "download"]
 CHECKSUM_RECORD = "results/downloads/checksums.tsv"  # trust-on-first-use checksums of unpinned files
+# results/downloads/{source}/{filename}: source = a downloaded dataset, the checkpoint or gene labels
+DOWNLOADS = {
+    name: {file["filename"]: file for file in entry["files"].values()}
+    for name, entry in config["datasets"].items()
+    if entry["source"] == "download"
+}
+DOWNLOADS["checkpoint"] = {file["filename"]: file for file in config["model"]["download"].values()}
+DOWNLOADS["gene_labels"] = {
+    entry["gene_labels"]["filename"]: entry["gene_labels"]
+    for entry in config["experiments"].values()
+    if isinstance(entry["gene_labels"], dict)
+}
 
 
 def downloaded_file(wildcards):
-    """The config entry (url, filename, sha256, size) of one file of a downloaded dataset."""
-    files = config["datasets"][wildcards.dataset]["files"].values()
-    return next(entry for entry in files if entry["filename"] == wildcards.filename)
+    """The config entry (url, filename, sha256, size) of one file to download."""
+    return DOWNLOADS[wildcards.source][wildcards.filename]
 
 
 def source_files(wildcards):

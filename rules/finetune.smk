@@ -7,7 +7,7 @@ rule finetune_fold:
         tokenized=experiment_tokens,
         folds="results/{experiment}/folds.tsv",
         cells=lambda wildcards: f"results/{wildcards.experiment}/cells.tsv" if is_gene_task(wildcards) else [],
-        checkpoint=checkpoint_dir(),
+        checkpoint=checkpoint_inputs(),
         preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
     output:
         predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
@@ -20,6 +20,7 @@ rule finetune_fold:
         settings=lambda wildcards: as_json(
             method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
         ),
+        checkpoint=checkpoint_dir(),
         seed=config["seed"],
     threads: config["resources"]["finetune"]["threads"]
     resources:
@@ -34,6 +35,6 @@ rule finetune_fold:
         "results/benchmarks/finetune_fold/{experiment}/{method}/fold_{fold}.tsv"
     shell:
         "python -m workflow_scripts {params.command} --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
-        " --fold {wildcards.fold} --checkpoint {input.checkpoint} --settings {params.settings:q}"
+        " --fold {wildcards.fold} --checkpoint {params.checkpoint} --settings {params.settings:q}"
         " --seed {params.seed} --threads {threads} --output-predictions {output.predictions}"
         " --output-log {output.training_log} --output-model {output.model} > {log} 2>&1"

@@ -8,6 +8,7 @@ rule check_experiment:
         tokens="results/reference/token_dictionary.tsv",
         medians="results/reference/medians_used.tsv",
         gene_labels=lambda wildcards: gene_labels(wildcards) if is_gene_task(wildcards) else [],
+        checkpoint=checkpoint_inputs() if checkpoint_dir() != PRETRAINED_MODEL else [],
     output:
         "results/preflight/{experiment}.json",
     params:
@@ -15,7 +16,7 @@ rule check_experiment:
         min_genes=config["checks"]["min_genes_in_vocabulary"],
         chunk_size=config["tokenizer"]["chunk_size"],
         model_input_size=config["tokenizer"]["model_input_size"],
-        checkpoint=f"--checkpoint {config['model']['checkpoint']}" if config["model"]["checkpoint"] else "",
+        checkpoint=f"--checkpoint {checkpoint_dir()}" if checkpoint_dir() != PRETRAINED_MODEL else "",
         gene_labels=lambda wildcards, input: (
             f"--gene-labels-tsv {input.gene_labels} --min-genes-per-class {config['checks']['min_genes_per_class']}"
             if is_gene_task(wildcards)

@@ -1,28 +1,44 @@
-# Real data: verified, resumable downloads, and each source turned into the canonical raw-count h5ad
-# (counts in X, Ensembl IDs in var, n_counts, the obs columns the experiments use).
+# Real data: verified, resumable downloads (datasets, a checkpoint, gene label files), each dataset
+# turned into the canonical raw-count h5ad (counts in X, Ensembl IDs in var, n_counts, the obs
+# columns the experiments use), and gene class pickles turned into label TSVs.
 
 
 rule download_file:
     output:
-        "results/downloads/{dataset}/{filename}",
+        "results/downloads/{source}/{filename}",
     wildcard_constraints:
-        dataset=alternatives(DOWNLOADED),
+        source=alternatives([source for source, files in DOWNLOADS.items() if files]),
     params:
         record=CHECKSUM_RECORD,
         url=lambda wildcards: downloaded_file(wildcards)["url"],
         checks=lambda wildcards: " ".join(
-            f"--{key} {downloaded_file(wildcards)[key]}" for key in ("sha256", "size") if downloaded_file(wildcards)[key]
+            f"--{key} {downloaded_file(wildcards)[key]}" for key in ("sha256", "size") if downloaded_file(wildcards).get(key)
         ),
     retries: 2
     conda:
         CONDA_ENV
     log:
-        "logs/download_file/{dataset}/{filename}.log",
+        "logs/download_file/{source}/{filename}.log",
     benchmark:
-        "results/benchmarks/download_file/{dataset}/{filename}.tsv"
+        "results/benchmarks/download_file/{source}/{filename}.tsv"
     shell:
         "python -m workflow_scripts download --url {params.url:q} --output {output} {params.checks}"
         " --checksum-record {params.record} > {log} 2>&1"
+
+
+rule gene_labels_from_pickle:
+    input:
+        lambda wildcards: gene_label_source(wildcards.experiment),
+    output:
+        "results/gene_labels/{experiment}.tsv",
+    conda:
+        CONDA_ENV
+    log:
+        "logs/gene_labels_from_pickle/{experiment}.log",
+    benchmark:
+        "results/benchmarks/gene_labels_from_pickle/{experiment}.tsv"
+    shell:
+        "python -m workflow_scripts gene-labels-from-pickle --path {input} --output-tsv {output} > {log} 2>&1"
 
 
 rule prepare_dataset:

@@ -1,4 +1,4 @@
-# Masked-LM pretraining of the embedded default model (skipped when model.checkpoint is set).
+# Masked-LM pretraining of the embedded default model (skipped when model.checkpoint or model.download is set).
 
 
 rule pretrain:
@@ -9,7 +9,7 @@ rule pretrain:
     output:
         directory(PRETRAINED_MODEL),
     params:
-        model=as_json({k: v for k, v in config["model"].items() if k != "checkpoint"}),
+        model=as_json({k: v for k, v in config["model"].items() if k not in ("checkpoint", "download")}),
         pretraining=as_json(config["pretraining"]),
         model_input_size=config["tokenizer"]["model_input_size"],
         seed=config["seed"],

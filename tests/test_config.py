@@ -31,6 +31,23 @@ def raw_default():
     return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
 
 
+COMMIT = "04c2b2e84da7c0f385c3f9ad8f3ec24bab6650e5"
+
+
+def hub_checkpoint(revision):
+    root = f"https://huggingface.co/ctheodoris/Geneformer/resolve/{revision}/Geneformer-V1-10M"
+    return {"config": {"url": f"{root}/config.json", "filename": "config.json"},
+            "weights": {"url": f"{root}/model.safetensors", "filename": "model.safetensors"}}
+
+
+def test_paper_preset_pins_the_checkpoint():
+    config = load_config(DEFAULT_CONFIG_PATH, REPO / "config" / "paper.yaml")
+    files = config["model"]["download"]
+    assert {entry["filename"] for entry in files.values()} == {"config.json", "model.safetensors"}
+    assert all(f"/resolve/{COMMIT}/" in entry["url"] and entry["sha256"] and entry["size"] for entry in files.values())
+    validate_config(copy.deepcopy({**raw_default(), "model": {"download": hub_checkpoint(COMMIT)}}))
+
+
 @pytest.mark.parametrize(
     "edit, named",
     [
@@ -56,6 +73,12 @@ def raw_default():
             finetuning={"upsample": True}), "upsample"),
         (lambda c: c["datasets"]["pancreas"].update(source="h5ad", path="mine.h5ad"), "gene_labels"),
         (lambda c: c["experiments"]["dosage_sensitivity"].update(test_cell_fraction=1.0), "test_cell_fraction"),
+        (lambda c: c["model"].update(download=hub_checkpoint("main")), "model.download.config.url"),
+        (lambda c: c["model"].update(download=hub_checkpoint("v1.0")), "a branch or tag that can move"),
+        (lambda c: c["model"].update(checkpoint="mine", download=hub_checkpoint(COMMIT)), "both set"),
+        (lambda c: c["model"].update(download={"weights": hub_checkpoint(COMMIT)["weights"]}), "model.download"),
+        (lambda c: c["experiments"]["dosage_sensitivity"].update(gene_labels={"url": "https://x/y.pickle"}),
+         "gene_labels"),
     ],
 )
 def test_bad_config_refused_naming_the_key(edit, named):

@@ -1,5 +1,7 @@
 """Model construction, freezing, and the masking used in pretraining."""
 
+import os
+
 import pytest
 import torch
 
@@ -69,6 +71,28 @@ def test_checkpoint_mismatches_refused(checkpoint, tmp_path):
         check_checkpoint(checkpoint, vocab_size=50, model_input_size=32)
     with pytest.raises(InputError, match="no config.json"):
         check_checkpoint(tmp_path / "missing", vocab_size=50, model_input_size=32)
+
+
+class Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_weights_load_only_as_tensors(checkpoint, tmp_path):
+    """pytorch_model.bin is a pickle: it loads with torch.load(weights_only=True) or not at all."""
+    model = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    (checkpoint / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch.save({**model.state_dict(), "payload": Exploit(marker)}, checkpoint / "pytorch_model.bin")
+    with pytest.raises(Exception, match="[Ww]eights only load failed"):
+        classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    assert not marker.exists()
+    torch.save(model.state_dict(), checkpoint / "pytorch_model.bin")  # plain tensors load
+    reloaded = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
+    assert torch.equal(reloaded.classifier.weight, model.classifier.weight)
 
 
 def test_masking_proportions_80_10_10_and_never_special_tokens():

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from workflow_scripts.counts import iter_count_chunks
 from workflow_scripts.errors import InputError
-from workflow_scripts.readers import (canonical_anndata, counts_from_log_normalized, dosage_labels_from_pickle,
+from workflow_scripts.readers import (canonical_anndata, counts_from_log_normalized, gene_labels_from_pickle,
                                       find_raw_counts, looks_log_normalized, map_gene_symbols, prepare_cardiomyopathy,
                                       prepare_pancreas, prepare_sciplex2, read_geo_triplets, read_user_h5ad,
                                       write_canonical_h5ad)
@@ -352,11 +352,28 @@ def test_dosage_pickle_becomes_gene_label_tsv(tmp_path):
         pickle.dump({"Dosage-sensitive TFs": [GENE_IDS[3], GENE_IDS[1]],
                      "Dosage-insensitive TFs": [GENE_IDS[0], GENE_IDS[2] + ".5"]}, handle)
     output = tmp_path / "labels" / "dosage.tsv"
-    dosage_labels_from_pickle(path, output)
+    gene_labels_from_pickle(path, output)
     table = pd.read_csv(output, sep="\t")
     assert table.columns.tolist() == ["ensembl_id", "label"]
     assert table.values.tolist() == [[GENE_IDS[0], "dosage_insensitive"], [GENE_IDS[1], "dosage_sensitive"],
                                      [GENE_IDS[2], "dosage_insensitive"], [GENE_IDS[3], "dosage_sensitive"]]
+
+
+def test_other_gene_class_pickle_keeps_its_class_names(tmp_path):
+    path = tmp_path / "bivalent.pickle"
+    with open(path, "wb") as handle:
+        pickle.dump({"bivalent": [GENE_IDS[1]], "lys4_only": [GENE_IDS[0], GENE_IDS[2]]}, handle)
+    gene_labels_from_pickle(path, tmp_path / "out.tsv")
+    table = pd.read_csv(tmp_path / "out.tsv", sep="\t")
+    assert table.values.tolist() == [[GENE_IDS[0], "lys4_only"], [GENE_IDS[1], "bivalent"], [GENE_IDS[2], "lys4_only"]]
+
+
+def test_gene_class_pickle_needs_two_lists(tmp_path):
+    path = tmp_path / "one.pickle"
+    path.write_bytes(pickle.dumps({"only_class": [GENE_IDS[0]]}))
+    with pytest.raises(InputError, match="holds 1 gene list"):
+        gene_labels_from_pickle(path, tmp_path / "out.tsv")
+    assert not (tmp_path / "out.tsv").exists()
 
 
 class Exploit:
@@ -372,7 +389,7 @@ def test_malicious_dosage_pickle_refused(tmp_path):
     path = tmp_path / "evil.pickle"
     path.write_bytes(pickle.dumps({"Dosage-sensitive TFs": [Exploit(marker)], "Dosage-insensitive TFs": []}))
     with pytest.raises(InputError, match="refused global"):
-        dosage_labels_from_pickle(path, tmp_path / "out.tsv")
+        gene_labels_from_pickle(path, tmp_path / "out.tsv")
     assert not marker.exists() and not (tmp_path / "out.tsv").exists()
 
 

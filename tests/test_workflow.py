@@ -73,6 +73,12 @@ def test_test_preset_end_to_end(workdir):
     sciplex = reported[reported["experiment"] == "sciplex2_two_class"]
     assert len(sciplex) == 10 and sciplex["reproduced"].str.contains("±").all()
     assert (workdir / "results/sciplex2_four_class/figures/relative_change.png").exists()
+    quantization = pd.read_csv(workdir / "results/tables/quantization.csv")
+    assert set(quantization["variant"]) == {"fp32", "int8_dynamic", "bf16", "fp16"}
+    fp32_f1 = quantization.loc[quantization["variant"] == "fp32", "macro_f1"].iloc[0]
+    assert (quantization["macro_f1"] - fp32_f1).abs().max() < 0.1  # same held-out cells, near-equal scores
+    int8_rows = reported[reported["quantity"].str.contains("int8")]
+    assert int8_rows["reproduced"].str.contains("MB -> |% (?:less|more)", regex=True).all(), int8_rows
     folds = pd.read_csv(workdir / "results/cardiomyopathy_donor_folds/folds.tsv", sep="\t")
     assert (folds.groupby("group")["fold"].nunique() == 1).all()  # no donor in two folds
     for figure in ["roc", "confusion", "per_class_f1"]:

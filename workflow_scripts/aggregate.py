@@ -52,11 +52,32 @@ def _reproduced(row: dict, summaries: dict[str, pd.DataFrame], per_class: dict[s
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def _quantization_figure(row: dict, quantization: pd.DataFrame | None) -> str:
+    """int8 against fp32 for the model a quantization row names: weights size, or the change of batch
+    latency on the CPU at the largest batch size measured (means over the quantized folds)."""
+    if quantization is None:
+        return "not run in this configuration"
+    runs = quantization[(quantization["experiment"] == row.get("experiment"))
+                        & (quantization["method"] == row.get("method")) & (quantization["device"] == "cpu")]
+    int8 = runs[runs["variant"] == "int8_dynamic"]
+    if int8.empty or not (runs["variant"] == "fp32").any():
+        return "not run in this configuration"
+    if row["quantization"] == "size":
+        fp32_mb, int8_mb = runs[runs["variant"] == "fp32"]["size_mb"].mean(), int8["size_mb"].mean()
+        return f"{fp32_mb:.2f} MB -> {int8_mb:.2f} MB ({100 * (1 - int8_mb / fp32_mb):.0f}% smaller)"
+    largest = int8[int8["batch_size"] == int8["batch_size"].max()]
+    change = largest["latency_change_vs_fp32_pct"].mean()
+    return (f"{abs(change):.0f}% {'less' if change < 0 else 'more'} (CPU, batch {int(largest['batch_size'].iloc[0])}, "
+            f"{largest['fold'].nunique()} fold(s))")
+
+
 def compare_with_reported(reported_yaml: str | Path, summaries: list[tuple[str, str | Path, str | Path]],
-                          data_sources: dict[str, str], output_csv: str | Path, output_md: str | Path) -> None:
+                          data_sources: dict[str, str], output_csv: str | Path, output_md: str | Path,
+                          quantization_csv: str | Path | None = None) -> None:
     """reported_vs_reproduced: each row of config/reported.yaml once, with this run's figure beside it.
 
-    summaries: (experiment, summary.csv, per_class.csv); data_sources: experiment -> simulated/real.
+    summaries: (experiment, summary.csv, per_class.csv); data_sources: experiment -> simulated/real;
+    quantization_csv: results/tables/quantization.csv, for the rows with a `quantization` key.
     """
     reported = yaml.safe_load(Path(reported_yaml).read_text())
     required = {"document", "source", "quantity", "reported"}
@@ -66,12 +87,15 @@ def compare_with_reported(reported_yaml: str | Path, summaries: list[tuple[str, 
                              "give every reported number its document, source, quantity and value")
     summary_tables = {experiment: pd.read_csv(path) for experiment, path, _ in summaries}
     per_class_tables = {experiment: pd.read_csv(path) for experiment, _, path in summaries}
+    quantization = pd.read_csv(quantization_csv) if quantization_csv else None
     table = pd.DataFrame([{
         "document": row["document"], "source": row["source"], "quantity": row["quantity"],
         "reported": row["reported"],
-        "reproduced": _reproduced(row, summary_tables, per_class_tables),
+        "reproduced": (_quantization_figure(row, quantization) if row.get("quantization")
+                       else _reproduced(row, summary_tables, per_class_tables)),
         "data": data_sources.get(row.get("experiment"), "-"),
         "experiment": row.get("experiment", "-"), "method": row.get("method", "-"),
-        "metric": (f"{row['metric']} ({row['class']})" if row.get("class") else row.get("metric", "-")),
+        "metric": (f"{row['metric']} ({row['class']})" if row.get("class")
+                   else f"int8 vs fp32 {row['quantization']}" if row.get("quantization") else row.get("metric", "-")),
     } for row in reported])
     _write_table(table, output_csv, output_md, "Reported in the source documents vs reproduced here")

@@ -31,7 +31,7 @@ COMMANDS = {
     "check": "checks:check_experiment",
     "folds": "folds:make_folds",
     "gene-labels": "simulate:write_dosage_gene_labels",
-    "gene-labels-from-pickle": "readers:dosage_labels_from_pickle",
+    "gene-labels-from-pickle": "readers:gene_labels_from_pickle",
     "gene-folds": "genes:make_gene_folds",
     "pretrain": "pretrain:pretrain_model",
     "finetune": "finetune:finetune_fold",
@@ -44,6 +44,8 @@ COMMANDS = {
     "aggregate": "aggregate:collect_experiments",
     "compare": "aggregate:compare_with_reported",
     "runtime": "runtime:collect_runtime",
+    "quantize": "quantize:benchmark_quantization",
+    "quantization-table": "quantize:collect_quantization",
 }
 
 

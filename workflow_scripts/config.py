@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from .errors import InputError
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 DEFAULT_CONFIG_PATH = SCHEMA_PATH.parent / "config.yaml"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what from_pretrained loads (safely)
+HUGGINGFACE_REVISION = re.compile(r"^https://huggingface\.co/(?:datasets/)?[^/]+/[^/]+/resolve/(?P<revision>[^/]+)/")
+COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 def load_schema() -> dict[str, Any]:
@@ -74,6 +78,8 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         if dataset["source"] == "download" and not dataset["files"]:
             raise InputError(f"{source}: datasets.{name}", "source download needs files",
                              "list the files (url, filename, sha256, size) under datasets.NAME.files")
+    check_checkpoint_download(config["model"], f"{source}: model")
+    check_quantization(config, f"{source}: quantization")
     if config["reference"]["medians"] == "corpus" or config["reference"]["token_dictionary"] == "corpus":
         if "corpus" not in config["datasets"]:
             raise InputError(
@@ -82,6 +88,43 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                 "add datasets.corpus or point reference.* at geneformer_v1 or a file",
             )
     return config
+
+
+def check_checkpoint_download(model: dict[str, Any], where: str) -> None:
+    """A downloaded checkpoint is a complete save_pretrained directory, fetched at a fixed commit:
+    a branch such as `main` moves, and the same config would fine-tune different weights."""
+    download = model["download"]
+    if not download:
+        return
+    if model["checkpoint"]:
+        raise InputError(where, "checkpoint and download are both set",
+                         "keep one: a local directory (checkpoint) or the files to fetch (download)")
+    names = {entry["filename"] for entry in download.values()}
+    if "config.json" not in names or not names & set(WEIGHT_FILES):
+        raise InputError(f"{where}.download", f"has {sorted(names)}, not a loadable checkpoint",
+                         f"list config.json and one of {list(WEIGHT_FILES)} (filename as Hugging Face names them)")
+    for key, entry in download.items():
+        match = HUGGINGFACE_REVISION.match(entry["url"])
+        if match and not COMMIT.match(match["revision"]):
+            raise InputError(f"{where}.download.{key}.url", f"names '{match['revision']}', a branch or tag that can move",
+                             "put the 40-hex commit in its place (huggingface.co: the file's History page)")
+
+
+def check_quantization(config: dict[str, Any], where: str) -> None:
+    """Quantized models must exist in this configuration: a fine-tuned cell classifier's folds."""
+    for index, model in enumerate(config["quantization"]["models"]):
+        experiment = config["experiments"].get(model["experiment"])
+        if experiment is None or experiment["task"] != "cell_classification":
+            raise InputError(f"{where}.models[{index}].experiment", f"'{model['experiment']}' is not a cell task here",
+                             "name a cell_classification experiment of this configuration")
+        method = experiment["methods"].get(model["method"])
+        if method is None or method["kind"] != "finetune":
+            raise InputError(f"{where}.models[{index}].method", f"'{model['method']}' is not a fine-tuned method of "
+                             f"{model['experiment']}", "name a method of kind finetune")
+        too_high = [fold for fold in config["quantization"]["folds"] if fold >= experiment["n_folds"]]
+        if too_high:
+            raise InputError(f"{where}.folds", f"{too_high} exceed the {experiment['n_folds']} folds of "
+                             f"{model['experiment']}", f"use folds below {experiment['n_folds']}")
 
 
 CELL_TASK_KINDS = ("finetune", "pca_rf", "logreg_hvg")

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification
 
+from .config import WEIGHT_FILES
 from .errors import InputError
 
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Cell tasks put one label on a whole cell; gene tasks put labels on gene tokens.
 CLASSIFIER_HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassification}
 

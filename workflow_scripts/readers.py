@@ -629,10 +629,16 @@ def read_gene_list_labels(gene_lists: dict, class_labels: dict[str, str], source
     return labels.sort_values("ensembl_id", ignore_index=True)
 
 
-def dosage_labels_from_pickle(path: str | Path, output_tsv: str | Path) -> pd.DataFrame:
-    """Geneformer's dosage-sensitive vs -insensitive TF pickle as the gene label TSV (ensembl_id,
-    label: dosage_sensitive / dosage_insensitive); read only through the restricted unpickler."""
-    labels = read_gene_list_labels(safe_load_pickle(path), DOSAGE_CLASSES, str(path))
+def gene_labels_from_pickle(path: str | Path, output_tsv: str | Path) -> pd.DataFrame:
+    """A gene class pickle in Geneformer's format ({class name: [Ensembl IDs]}) as the gene label TSV
+    (ensembl_id, label), read only through the restricted unpickler. Geneformer's dosage TF lists get
+    the labels dosage_sensitive / dosage_insensitive; other class names are kept as the labels."""
+    gene_lists = safe_load_pickle(path)
+    if len(gene_lists) < 2:
+        raise InputError(str(path), f"holds {len(gene_lists)} gene list(s); a classification needs two or more",
+                         "store {class name: [Ensembl IDs]} with one entry per class")
+    classes = DOSAGE_CLASSES if set(DOSAGE_CLASSES) <= set(gene_lists) else {name: name for name in gene_lists}
+    labels = read_gene_list_labels(gene_lists, classes, str(path))
     write_tsv(labels, output_tsv)
     return labels
 
