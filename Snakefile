@@ -1,5 +1,6 @@
 """Geneformer fine-tuning experiments: raw counts -> medians -> tokens -> pretraining -> per-fold
-fine-tuning and baselines -> evaluation -> quantization -> mean ± SD tables and figures. The logic lives in
+fine-tuning and baselines -> evaluation -> quantization,
+embeddings and in silico perturbation -> mean ± SD tables and figures. The logic lives in
 workflow_scripts/; this file and rules/ only wire it (see docs/architecture.md)."""
 
 from snakemake.utils import min_version
@@ -21,6 +22,8 @@ include: "rules/finetune.smk"
 include: "rules/baselines.smk"
 include: "rules/evaluate.smk"
 include: "rules/quantize.smk"
+include: "rules/embeddings.smk"
+include: "rules/perturb.smk"
 include: "rules/aggregate.smk"
 
 
@@ -37,3 +40,6 @@ rule all:
         "results/tables/all_experiments.csv",
         "results/tables/reported_vs_reproduced.csv",
         ["results/tables/quantization.csv"] if QUANTIZED else [],
+        ["results/tables/embedding_scores.csv"] if EMBEDDED else [],
+        PERTURBATION_FIGURES if PERTURBED else [],
+        ["results/tables/perturbation_truth.csv"] if PLANTED_TRUTH else [],

@@ -7,16 +7,16 @@ rule all_experiments_table:
     output:
         csv=report("results/tables/all_experiments.csv", category="Tables", caption="../report/all_experiments.rst"),
         markdown="results/tables/all_experiments.md",
-    params:
-        summaries=lambda wildcards, input: as_json(
-            [[name, config["experiments"][name]["task"], path] for name, path in zip(EXPERIMENTS, input)]
-        ),
-    conda:
-        CONDA_ENV
     log:
         "logs/all_experiments_table/all.log",
     benchmark:
         "results/benchmarks/all_experiments_table/all.tsv"
+    conda:
+        DATA_ENV
+    params:
+        summaries=lambda wildcards, input: as_json(
+            [[name, config["experiments"][name]["task"], path] for name, path in zip(EXPERIMENTS, input)]
+        ),
     shell:
         "python -m workflow_scripts aggregate --summaries {params.summaries:q} --output-csv {output.csv}"
         " --output-md {output.markdown} > {log} 2>&1"
@@ -35,6 +35,12 @@ rule reported_vs_reproduced:
             caption="../report/reported_vs_reproduced.rst",
         ),
         markdown="results/tables/reported_vs_reproduced.md",
+    log:
+        "logs/reported_vs_reproduced/all.log",
+    benchmark:
+        "results/benchmarks/reported_vs_reproduced/all.tsv"
+    conda:
+        DATA_ENV
     params:
         summaries=lambda wildcards, input: as_json(
             [list(entry) for entry in zip(EXPERIMENTS, input.summaries, input.per_class)]
@@ -46,12 +52,6 @@ rule reported_vs_reproduced:
                 for name, entry in config["experiments"].items()
             }
         ),
-    conda:
-        CONDA_ENV
-    log:
-        "logs/reported_vs_reproduced/all.log",
-    benchmark:
-        "results/benchmarks/reported_vs_reproduced/all.tsv"
     shell:
         "python -m workflow_scripts compare --reported-yaml {input.reported} --summaries {params.summaries:q}"
         " --data-sources {params.sources:q} {params.quantization} --output-csv {output.csv}"
@@ -65,12 +65,12 @@ rule runtime_table:
     output:
         csv=report("results/tables/runtime.csv", category="Tables", caption="../report/runtime.rst"),
         png=report("results/figures/runtime.png", category="Tables", caption="../report/runtime.rst"),
-    conda:
-        CONDA_ENV
     log:
         "logs/runtime_table/all.log",
     benchmark:
         "results/benchmarks/runtime_table/all.tsv"
+    conda:
+        DATA_ENV
     shell:
         "python -m workflow_scripts runtime --benchmark-dir results/benchmarks --output-csv {output.csv}"
         " --output-png {output.png} > {log} 2>&1"

@@ -7,12 +7,23 @@ rule baseline_fold:
         h5ad=experiment_h5ad,
         folds="results/{experiment}/folds.tsv",
         gene_task=lambda wildcards: (
-            [experiment_tokens(wildcards), f"results/{wildcards.experiment}/cells.tsv"] if is_gene_task(wildcards) else []
+            [experiment_tokens(wildcards), f"results/{wildcards.experiment}/cells.tsv"]
+            if is_gene_task(wildcards)
+            else []
         ),
     output:
         predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
+    log:
+        "logs/baseline_fold/{experiment}/{method}/fold_{fold}.log",
+    benchmark:
+        "results/benchmarks/baseline_fold/{experiment}/{method}/fold_{fold}.tsv"
     wildcard_constraints:
         method=alternatives(methods_of(False)),
+    conda:
+        DATA_ENV
+    threads: config["resources"]["baseline"]["threads"]
+    resources:
+        **job_resources("baseline"),
     params:
         command=lambda wildcards, input: (
             f"gene-baseline --tokenized-dir {input.gene_task[0]} --cells-tsv {input.gene_task[1]}"
@@ -20,20 +31,8 @@ rule baseline_fold:
             else "baseline"
         ),
         kind=lambda wildcards: method_settings(config, wildcards.experiment, wildcards.method)["kind"],
-        settings=lambda wildcards: as_json(
-            method_settings(config, wildcards.experiment, wildcards.method)["baseline"]
-        ),
+        settings=lambda wildcards: as_json(method_settings(config, wildcards.experiment, wildcards.method)["baseline"]),
         seed=config["seed"],
-    threads: config["resources"]["baseline"]["threads"]
-    resources:
-        mem_mb=config["resources"]["baseline"]["mem_mb"],
-        runtime=config["resources"]["baseline"]["runtime"],
-    conda:
-        CONDA_ENV
-    log:
-        "logs/baseline_fold/{experiment}/{method}/fold_{fold}.log",
-    benchmark:
-        "results/benchmarks/baseline_fold/{experiment}/{method}/fold_{fold}.tsv"
     shell:
         "python -m workflow_scripts {params.command} --kind {params.kind} --h5ad-path {input.h5ad}"
         " --folds-tsv {input.folds} --fold {wildcards.fold} --settings {params.settings:q}"

@@ -14,7 +14,9 @@ PICKLE_SUFFIXES = (".pickle", ".pkl")
 FINETUNE_KINDS = {"finetune"}
 PRETRAINED_MODEL = "results/pretrained_model"
 DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
-CONDA_ENV = "../envs/workflow.yaml"  # used with --sdm conda; relative to rules/
+# conda environments for --sdm conda (relative to rules/): data and tables, or torch for model jobs
+DATA_ENV = "../envs/data.yaml"
+TORCH_ENV = "../envs/torch.yaml"
 
 
 def as_json(value):
@@ -80,6 +82,27 @@ def checkpoint_inputs():
     return [f"{DOWNLOADED_CHECKPOINT}/{file['filename']}" for file in files] if files else [checkpoint_dir()]
 
 
+def checkpoint_of(wildcards, input):
+    """The checkpoint directory, from the job's input (a downloaded file's folder, or the directory)."""
+    return str(Path(input.checkpoint[0]).parent) if config["model"]["download"] else input.checkpoint[0]
+
+
+def job_resources(family):
+    """A job family's resources from config, as the SLURM executor plugin reads them: mem_mb, runtime,
+    and gpu (with gpu_model and cpus_per_gpu when set) only for jobs that use GPUs."""
+    settings = config["resources"][family]
+    names = ("mem_mb", "runtime", "gpu", "gpu_model", "cpus_per_gpu") if settings["gpu"] else ("mem_mb", "runtime")
+    return {name: settings[name] for name in names if settings[name] is not None}
+
+
+def launcher(family):
+    """How a model job starts: plainly on the CPU; on GPUs through workflow_scripts.devices, which
+    claims the job's own devices (Snakemake never sets CUDA_VISIBLE_DEVICES) and starts one process
+    per GPU under torchrun when the job asks for more than one."""
+    gpus = config["resources"][family]["gpu"]
+    return f"python -m workflow_scripts.devices --gpus {gpus} --" if gpus else "python -m workflow_scripts"
+
+
 def alternatives(names):
     """A wildcard constraint matching exactly these names."""
     return "|".join(names) if names else "(?!)"
@@ -91,6 +114,15 @@ def obs_columns(wildcards):
     for entry in config["experiments"].values():
         if entry["dataset"] == wildcards.dataset:
             columns.update(column for column in (entry["label_column"], entry["group_column"]) if column)
+    perturbation = config["perturbation"]
+    if (
+        perturbation["model"]
+        and config["experiments"][perturbation["model"]["experiment"]]["dataset"] == wildcards.dataset
+    ):
+        columns.add(perturbation["state_column"])
+    embeddings = config["embeddings"]
+    if embeddings["dataset"] == wildcards.dataset:
+        columns.update(column for column in (embeddings["label_column"], embeddings["batch_column"]) if column)
     return as_json(sorted(columns))
 
 
@@ -141,6 +173,38 @@ def source_files(wildcards):
     if entry["source"] == "h5ad":
         return {"h5ad": entry["path"]}
     return {key: f"results/downloads/{wildcards.dataset}/{file['filename']}" for key, file in entry["files"].items()}
+
+
+# Downstream of fine-tuning (rules/embeddings.smk, rules/perturb.smk).
+EMBEDDING = config["embeddings"]
+EMBEDDED = EMBEDDING["dataset"] is not None
+EMBEDDING_MODELS = ["pretrained", "random_init"] + (["finetuned"] if EMBEDDING["finetuned"] else [])
+
+
+def embedding_checkpoint(wildcards):
+    """The model an embedding is taken from: the fine-tuned fold's, or the pretraining checkpoint."""
+    if wildcards.model == "finetuned":
+        fold = EMBEDDING["finetuned"]
+        return [f"results/{fold['experiment']}/{fold['method']}/fold_{fold['fold']}/model"]
+    return checkpoint_inputs()
+
+
+PERTURBATION = config["perturbation"]
+PERTURBED = bool(PERTURBATION["model"])
+PERTURBATION_ANALYSES = list(PERTURBATION["analyses"]) if PERTURBED else []
+PERTURBATION_DATASET = config["experiments"][PERTURBATION["model"]["experiment"]]["dataset"] if PERTURBED else None
+PLANTED_TRUTH = (
+    f"results/data/{PERTURBATION_DATASET}.truth.json"
+    if PERTURBED and config["datasets"][PERTURBATION_DATASET]["source"] == "simulated"
+    else None
+)
+PERTURBATION_FIGURES = [f"results/figures/perturbation_{name}.png" for name in ("shifts", "top_genes", "combinations")]
+
+
+def perturbed_model():
+    """The fine-tuned fold's model directory the perturbations run in."""
+    model = PERTURBATION["model"]
+    return f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model"
 
 
 wildcard_constraints:

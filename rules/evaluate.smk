@@ -13,14 +13,14 @@ rule summarize_experiment:
         markdown="results/{experiment}/summary.md",
         fold_metrics="results/{experiment}/fold_metrics.csv",
         per_class="results/{experiment}/per_class.csv",
-    params:
-        predictions=lambda wildcards, input: labelled(input),
-    conda:
-        CONDA_ENV
     log:
         "logs/summarize_experiment/{experiment}.log",
     benchmark:
         "results/benchmarks/summarize_experiment/{experiment}.tsv"
+    conda:
+        DATA_ENV
+    params:
+        predictions=lambda wildcards, input: labelled(input),
     shell:
         "python -m workflow_scripts summarize --experiment {wildcards.experiment} --predictions {params.predictions:q}"
         " --output-dir results/{wildcards.experiment} > {log} 2>&1"
@@ -42,14 +42,14 @@ rule plot_experiment:
             caption="../report/per_class_f1.rst",
         ),
         pdfs=multiext("results/{experiment}/figures/", "roc.pdf", "confusion.pdf", "per_class_f1.pdf"),
-    params:
-        predictions=lambda wildcards, input: labelled(input),
-    conda:
-        CONDA_ENV
     log:
         "logs/plot_experiment/{experiment}.log",
     benchmark:
         "results/benchmarks/plot_experiment/{experiment}.tsv"
+    conda:
+        DATA_ENV
+    params:
+        predictions=lambda wildcards, input: labelled(input),
     shell:
         "python -m workflow_scripts figures --experiment {wildcards.experiment}"
         " --predictions {params.predictions:q} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"
@@ -65,14 +65,14 @@ rule plot_relative_change:
             caption="../report/relative_change.rst",
         ),
         pdf="results/{experiment}/figures/relative_change.pdf",
-    params:
-        reference=lambda wildcards: experiment(wildcards)["reference_method"],
-    conda:
-        CONDA_ENV
     log:
         "logs/plot_relative_change/{experiment}.log",
     benchmark:
         "results/benchmarks/plot_relative_change/{experiment}.tsv"
+    conda:
+        DATA_ENV
+    params:
+        reference=lambda wildcards: experiment(wildcards)["reference_method"],
     shell:
         "python -m workflow_scripts relative-change --experiment {wildcards.experiment} --summary-csv {input}"
         " --reference-method {params.reference} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"

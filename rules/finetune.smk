@@ -13,28 +13,29 @@ rule finetune_fold:
         predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
         training_log="results/{experiment}/{method}/fold_{fold}/training_log.tsv",
         model=directory("results/{experiment}/{method}/fold_{fold}/model"),
-    wildcard_constraints:
-        method=alternatives(methods_of(True)),
-    params:
-        command=lambda wildcards, input: f"finetune-genes --cells-tsv {input.cells}" if is_gene_task(wildcards) else "finetune",
-        settings=lambda wildcards: as_json(
-            method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
-        ),
-        checkpoint=checkpoint_dir(),
-        seed=config["seed"],
-    threads: config["resources"]["finetune"]["threads"]
-    resources:
-        gpu=config["resources"]["finetune"]["gpu"],
-        mem_mb=config["resources"]["finetune"]["mem_mb"],
-        runtime=config["resources"]["finetune"]["runtime"],
-    conda:
-        CONDA_ENV
     log:
         "logs/finetune_fold/{experiment}/{method}/fold_{fold}.log",
     benchmark:
         "results/benchmarks/finetune_fold/{experiment}/{method}/fold_{fold}.tsv"
+    wildcard_constraints:
+        method=alternatives(methods_of(True)),
+    conda:
+        TORCH_ENV
+    threads: config["resources"]["finetune"]["threads"]
+    resources:
+        **job_resources("finetune"),
+    params:
+        command=lambda wildcards, input: (
+            f"finetune-genes --cells-tsv {input.cells}" if is_gene_task(wildcards) else "finetune"
+        ),
+        settings=lambda wildcards: as_json(
+            method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
+        ),
+        checkpoint=checkpoint_of,
+        seed=config["seed"],
+        launcher=launcher("finetune"),
     shell:
-        "python -m workflow_scripts {params.command} --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
+        "{params.launcher} {params.command} --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
         " --fold {wildcards.fold} --checkpoint {params.checkpoint} --settings {params.settings:q}"
         " --seed {params.seed} --threads {threads} --output-predictions {output.predictions}"
         " --output-log {output.training_log} --output-model {output.model} > {log} 2>&1"

@@ -11,23 +11,25 @@ rule check_experiment:
         checkpoint=checkpoint_inputs() if checkpoint_dir() != PRETRAINED_MODEL else [],
     output:
         "results/preflight/{experiment}.json",
+    log:
+        "logs/check_experiment/{experiment}.log",
+    benchmark:
+        "results/benchmarks/check_experiment/{experiment}.tsv"
+    conda:
+        TORCH_ENV
     params:
         experiment=lambda wildcards: as_json(experiment(wildcards)),
         min_genes=config["checks"]["min_genes_in_vocabulary"],
         chunk_size=config["tokenizer"]["chunk_size"],
         model_input_size=config["tokenizer"]["model_input_size"],
-        checkpoint=f"--checkpoint {checkpoint_dir()}" if checkpoint_dir() != PRETRAINED_MODEL else "",
+        checkpoint=lambda wildcards, input: (
+            f"--checkpoint {checkpoint_of(wildcards, input)}" if input.checkpoint else ""
+        ),
         gene_labels=lambda wildcards, input: (
             f"--gene-labels-tsv {input.gene_labels} --min-genes-per-class {config['checks']['min_genes_per_class']}"
             if is_gene_task(wildcards)
             else ""
         ),
-    conda:
-        CONDA_ENV
-    log:
-        "logs/check_experiment/{experiment}.log",
-    benchmark:
-        "results/benchmarks/check_experiment/{experiment}.tsv"
     shell:
         "python -m workflow_scripts check --experiment-name {wildcards.experiment}"
         " --experiment {params.experiment:q} --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
@@ -42,8 +44,14 @@ rule make_folds:
         preflight="results/preflight/{experiment}.json",
     output:
         "results/{experiment}/folds.tsv",
+    log:
+        "logs/make_folds/{experiment}.log",
+    benchmark:
+        "results/benchmarks/make_folds/{experiment}.tsv"
     wildcard_constraints:
         experiment=alternatives(CELL_EXPERIMENTS),
+    conda:
+        DATA_ENV
     params:
         label=lambda wildcards: experiment(wildcards)["label_column"],
         n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
@@ -54,12 +62,6 @@ rule make_folds:
         ),
         subset=lambda wildcards: as_json(experiment(wildcards)["subset"]),
         seed=config["seed"],
-    conda:
-        CONDA_ENV
-    log:
-        "logs/make_folds/{experiment}.log",
-    benchmark:
-        "results/benchmarks/make_folds/{experiment}.tsv"
     shell:
         "python -m workflow_scripts folds --h5ad-path {input.h5ad} --label-column {params.label}"
         " --n-folds {params.n_folds} --seed {params.seed} {params.group} --subset {params.subset:q}"
@@ -75,8 +77,14 @@ rule make_gene_folds:
     output:
         folds="results/{experiment}/folds.tsv",
         cells="results/{experiment}/cells.tsv",
+    log:
+        "logs/make_gene_folds/{experiment}.log",
+    benchmark:
+        "results/benchmarks/make_gene_folds/{experiment}.tsv"
     wildcard_constraints:
         experiment=alternatives(GENE_EXPERIMENTS),
+    conda:
+        DATA_ENV
     params:
         n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
         n_cells=lambda wildcards: (
@@ -86,12 +94,6 @@ rule make_gene_folds:
         min_cells=lambda wildcards: experiment(wildcards)["min_cells_per_gene"],
         min_genes=config["checks"]["min_genes_per_class"],
         seed=config["seed"],
-    conda:
-        CONDA_ENV
-    log:
-        "logs/make_gene_folds/{experiment}.log",
-    benchmark:
-        "results/benchmarks/make_gene_folds/{experiment}.tsv"
     shell:
         "python -m workflow_scripts gene-folds --gene-labels-tsv {input.gene_labels} --tokenized-dir {input.tokenized}"
         " --token-dictionary-tsv {input.tokens} --n-folds {params.n_folds} --seed {params.seed} {params.n_cells}"

@@ -6,21 +6,23 @@
 rule download_file:
     output:
         "results/downloads/{source}/{filename}",
-    wildcard_constraints:
-        source=alternatives([source for source, files in DOWNLOADS.items() if files]),
-    params:
-        record=CHECKSUM_RECORD,
-        url=lambda wildcards: downloaded_file(wildcards)["url"],
-        checks=lambda wildcards: " ".join(
-            f"--{key} {downloaded_file(wildcards)[key]}" for key in ("sha256", "size") if downloaded_file(wildcards).get(key)
-        ),
-    retries: 2
-    conda:
-        CONDA_ENV
     log:
         "logs/download_file/{source}/{filename}.log",
     benchmark:
         "results/benchmarks/download_file/{source}/{filename}.tsv"
+    wildcard_constraints:
+        source=alternatives([source for source, files in DOWNLOADS.items() if files]),
+    retries: 2
+    conda:
+        DATA_ENV
+    params:
+        record=CHECKSUM_RECORD,
+        url=lambda wildcards: downloaded_file(wildcards)["url"],
+        checks=lambda wildcards: " ".join(
+            f"--{key} {downloaded_file(wildcards)[key]}"
+            for key in ("sha256", "size")
+            if downloaded_file(wildcards).get(key)
+        ),
     shell:
         "python -m workflow_scripts download --url {params.url:q} --output {output} {params.checks}"
         " --checksum-record {params.record} > {log} 2>&1"
@@ -31,12 +33,12 @@ rule gene_labels_from_pickle:
         lambda wildcards: gene_label_source(wildcards.experiment),
     output:
         "results/gene_labels/{experiment}.tsv",
-    conda:
-        CONDA_ENV
     log:
         "logs/gene_labels_from_pickle/{experiment}.log",
     benchmark:
         "results/benchmarks/gene_labels_from_pickle/{experiment}.tsv"
+    conda:
+        DATA_ENV
     shell:
         "python -m workflow_scripts gene-labels-from-pickle --path {input} --output-tsv {output} > {log} 2>&1"
 
@@ -46,19 +48,19 @@ rule prepare_dataset:
         unpack(source_files),
     output:
         "results/data/{dataset}.h5ad",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=alternatives(PREPARED),
+    conda:
+        DATA_ENV
     params:
         format=lambda wildcards: config["datasets"][wildcards.dataset]["format"],
         inputs=lambda wildcards, input: as_json(dict(input.items())),
         columns=obs_columns,
         options=lambda wildcards: as_json(config["datasets"][wildcards.dataset]["options"]),
-    conda:
-        CONDA_ENV
-    log:
-        "logs/prepare_dataset/{dataset}.log",
-    benchmark:
-        "results/benchmarks/prepare_dataset/{dataset}.tsv"
     shell:
         "python -m workflow_scripts prepare --format {params.format} --inputs {params.inputs:q}"
         " --obs-columns {params.columns:q} --options {params.options:q} --output-h5ad {output} > {log} 2>&1"

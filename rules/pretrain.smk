@@ -8,24 +8,23 @@ rule pretrain:
         preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
     output:
         directory(PRETRAINED_MODEL),
+    log:
+        "logs/pretrain/pretrain.log",
+    benchmark:
+        "results/benchmarks/pretrain/pretrain.tsv"
+    conda:
+        TORCH_ENV
+    threads: config["resources"]["pretrain"]["threads"]
+    resources:
+        **job_resources("pretrain"),
     params:
         model=as_json({k: v for k, v in config["model"].items() if k not in ("checkpoint", "download")}),
         pretraining=as_json(config["pretraining"]),
         model_input_size=config["tokenizer"]["model_input_size"],
         seed=config["seed"],
-    threads: config["resources"]["pretrain"]["threads"]
-    resources:
-        gpu=config["resources"]["pretrain"]["gpu"],
-        mem_mb=config["resources"]["pretrain"]["mem_mb"],
-        runtime=config["resources"]["pretrain"]["runtime"],
-    conda:
-        CONDA_ENV
-    log:
-        "logs/pretrain/pretrain.log",
-    benchmark:
-        "results/benchmarks/pretrain/pretrain.tsv"
+        launcher=launcher("pretrain"),
     shell:
-        "python -m workflow_scripts pretrain --tokenized-dir {input.tokenized} --token-dictionary-tsv {input.tokens}"
+        "{params.launcher} pretrain --tokenized-dir {input.tokenized} --token-dictionary-tsv {input.tokens}"
         " --model {params.model:q} --pretraining {params.pretraining:q}"
         " --model-input-size {params.model_input_size} --seed {params.seed} --threads {threads}"
         " --output-dir {output} > {log} 2>&1"

@@ -15,23 +15,22 @@ rule quantize_model:
         folds="results/{experiment}/folds.tsv",
     output:
         "results/{experiment}/{method}/fold_{fold}/quantization.tsv",
-    params:
-        variants=as_json(config["quantization"]["variants"]),
-        batch_sizes=as_json(config["quantization"]["batch_sizes"]),
-        repeats=config["quantization"]["repeats"],
-    threads: config["resources"]["quantize"]["threads"]
-    resources:
-        gpu=config["resources"]["quantize"]["gpu"],
-        mem_mb=config["resources"]["quantize"]["mem_mb"],
-        runtime=config["resources"]["quantize"]["runtime"],
-    conda:
-        CONDA_ENV
     log:
         "logs/quantize_model/{experiment}/{method}/fold_{fold}.log",
     benchmark:
         "results/benchmarks/quantize_model/{experiment}/{method}/fold_{fold}.tsv"
+    conda:
+        TORCH_ENV
+    threads: config["resources"]["quantize"]["threads"]
+    resources:
+        **job_resources("quantize"),
+    params:
+        variants=as_json(config["quantization"]["variants"]),
+        batch_sizes=as_json(config["quantization"]["batch_sizes"]),
+        repeats=config["quantization"]["repeats"],
+        launcher=launcher("quantize"),
     shell:
-        "python -m workflow_scripts quantize --model-dir {input.model} --tokenized-dir {input.tokenized}"
+        "{params.launcher} quantize --model-dir {input.model} --tokenized-dir {input.tokenized}"
         " --folds-tsv {input.folds} --fold {wildcards.fold} --variants {params.variants:q}"
         " --batch-sizes {params.batch_sizes:q} --repeats {params.repeats} --threads {threads}"
         " --output-tsv {output} > {log} 2>&1"
@@ -43,14 +42,14 @@ rule quantization_table:
     output:
         csv=report("results/tables/quantization.csv", category="Quantization", caption="../report/quantization.rst"),
         png=report("results/figures/quantization.png", category="Quantization", caption="../report/quantization.rst"),
-    params:
-        tables=lambda wildcards, input: as_json([[*run, path] for run, path in zip(QUANTIZED, input)]),
-    conda:
-        CONDA_ENV
     log:
         "logs/quantization_table/all.log",
     benchmark:
         "results/benchmarks/quantization_table/all.tsv"
+    conda:
+        TORCH_ENV
+    params:
+        tables=lambda wildcards, input: as_json([[*run, path] for run, path in zip(QUANTIZED, input)]),
     shell:
         "python -m workflow_scripts quantization-table --tables {params.tables:q} --output-csv {output.csv}"
         " --output-png {output.png} > {log} 2>&1"

@@ -6,17 +6,17 @@ rule simulate_dataset:
     output:
         h5ad="results/data/{dataset}.h5ad",
         truth="results/data/{dataset}.truth.json",
-    params:
-        simulation=as_json(config["simulation"]),
-        seed=config["seed"],
-    wildcard_constraints:
-        dataset=alternatives(SIMULATED),
-    conda:
-        CONDA_ENV
     log:
         "logs/simulate_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/simulate_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(SIMULATED),
+    conda:
+        DATA_ENV
+    params:
+        simulation=as_json(config["simulation"]),
+        seed=config["seed"],
     shell:
         "python -m workflow_scripts simulate --name {wildcards.dataset} --simulation {params.simulation:q}"
         " --seed {params.seed} --output-h5ad {output.h5ad} --output-truth {output.truth} > {log} 2>&1"
@@ -25,15 +25,15 @@ rule simulate_dataset:
 rule simulate_gene_labels:
     output:
         SIMULATED_GENE_LABELS,
-    params:
-        simulation=as_json(config["simulation"]),
-        seed=config["seed"],
-    conda:
-        CONDA_ENV
     log:
         "logs/simulate_gene_labels/dosage_gene_labels.log",
     benchmark:
         "results/benchmarks/simulate_gene_labels/dosage_gene_labels.tsv"
+    conda:
+        DATA_ENV
+    params:
+        simulation=as_json(config["simulation"]),
+        seed=config["seed"],
     shell:
         "python -m workflow_scripts gene-labels --simulation {params.simulation:q} --seed {params.seed}"
         " --output-tsv {output} > {log} 2>&1"

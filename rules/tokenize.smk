@@ -8,18 +8,18 @@ rule tokenize:
         medians="results/reference/medians_used.tsv",
     output:
         directory("results/tokenized/{dataset}.dataset"),
+    log:
+        "logs/tokenize/{dataset}.log",
+    benchmark:
+        "results/benchmarks/tokenize/{dataset}.tsv"
+    conda:
+        DATA_ENV
     params:
         model_input_size=config["tokenizer"]["model_input_size"],
         special_tokens=as_json(config["tokenizer"]["special_tokens"]),
         chunk_size=config["tokenizer"]["chunk_size"],
         min_genes=config["checks"]["min_genes_in_vocabulary"],
         obs_columns=obs_columns,
-    conda:
-        CONDA_ENV
-    log:
-        "logs/tokenize/{dataset}.log",
-    benchmark:
-        "results/benchmarks/tokenize/{dataset}.tsv"
     shell:
         "python -m workflow_scripts tokenize --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
         " --medians-tsv {input.medians} --output-dir {output} --model-input-size {params.model_input_size}"

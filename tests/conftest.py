@@ -60,7 +60,7 @@ def labelled_h5ad(tmp_path, v1_gene_ids) -> Path:
 
 
 # The workflow itself, for dry runs and the end-to-end test.
-WORKFLOW_FILES = ["Snakefile", "rules", "config", "report", "envs"]
+WORKFLOW_FILES = ["Snakefile", "rules", "config", "report", "envs", "profiles"]
 
 
 def snakemake(workdir: Path, *arguments: str, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -79,6 +79,15 @@ def test_test_preset_end_to_end(workdir):
     assert (quantization["macro_f1"] - fp32_f1).abs().max() < 0.1  # same held-out cells, near-equal scores
     int8_rows = reported[reported["quantity"].str.contains("int8")]
     assert int8_rows["reproduced"].str.contains("MB -> |% (?:less|more)", regex=True).all(), int8_rows
+    scores = pd.read_csv(workdir / "results/tables/embedding_scores.csv")
+    assert list(scores["embedding"]) == ["pretrained", "random_init", "finetuned", "pca"]
+    finetuned = scores.set_index("embedding").loc["finetuned"]
+    assert finetuned["knn_accuracy"] > scores.set_index("embedding").loc["random_init", "knn_accuracy"]
+    truth = pd.read_csv(workdir / "results/tables/perturbation_truth.csv")
+    assert {"driver", "pair", "control"} <= set(truth["role"]), truth["role"].unique()
+    assert {"delete", "overexpress"} <= set(truth["direction"])
+    for name in ("shifts", "top_genes", "combinations"):
+        assert (workdir / f"results/figures/perturbation_{name}.png").stat().st_size > 10_000
     folds = pd.read_csv(workdir / "results/cardiomyopathy_donor_folds/folds.tsv", sep="\t")
     assert (folds.groupby("group")["fold"].nunique() == 1).all()  # no donor in two folds
     for figure in ["roc", "confusion", "per_class_f1"]:

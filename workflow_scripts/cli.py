@@ -46,6 +46,12 @@ COMMANDS = {
     "runtime": "runtime:collect_runtime",
     "quantize": "quantize:benchmark_quantization",
     "quantization-table": "quantize:collect_quantization",
+    "embeddings": "embeddings:extract_embeddings",
+    "pca-embedding": "embeddings:pca_embedding",
+    "score-embeddings": "embeddings:score_embeddings",
+    "perturb": "perturb:run_perturbation",
+    "perturbation-truth": "perturb:perturbation_truth",
+    "perturbation-figures": "figures:plot_perturbation",
 }
 
 

@@ -79,7 +79,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
             raise InputError(f"{source}: datasets.{name}", "source download needs files",
                              "list the files (url, filename, sha256, size) under datasets.NAME.files")
     check_checkpoint_download(config["model"], f"{source}: model")
-    check_quantization(config, f"{source}: quantization")
+    check_downstream(config, source)
     if config["reference"]["medians"] == "corpus" or config["reference"]["token_dictionary"] == "corpus":
         if "corpus" not in config["datasets"]:
             raise InputError(
@@ -110,21 +110,42 @@ def check_checkpoint_download(model: dict[str, Any], where: str) -> None:
                              "put the 40-hex commit in its place (huggingface.co: the file's History page)")
 
 
-def check_quantization(config: dict[str, Any], where: str) -> None:
-    """Quantized models must exist in this configuration: a fine-tuned cell classifier's folds."""
-    for index, model in enumerate(config["quantization"]["models"]):
-        experiment = config["experiments"].get(model["experiment"])
-        if experiment is None or experiment["task"] != "cell_classification":
-            raise InputError(f"{where}.models[{index}].experiment", f"'{model['experiment']}' is not a cell task here",
-                             "name a cell_classification experiment of this configuration")
-        method = experiment["methods"].get(model["method"])
-        if method is None or method["kind"] != "finetune":
-            raise InputError(f"{where}.models[{index}].method", f"'{model['method']}' is not a fine-tuned method of "
-                             f"{model['experiment']}", "name a method of kind finetune")
-        too_high = [fold for fold in config["quantization"]["folds"] if fold >= experiment["n_folds"]]
-        if too_high:
-            raise InputError(f"{where}.folds", f"{too_high} exceed the {experiment['n_folds']} folds of "
-                             f"{model['experiment']}", f"use folds below {experiment['n_folds']}")
+def check_fold_model(config: dict[str, Any], model: dict[str, Any], folds: list[int], where: str) -> None:
+    """A model named by experiment, method and fold(s) must be a fine-tuned cell classifier of this
+    configuration (quantization, embeddings and perturbation read results/EXPERIMENT/METHOD/fold_K/model)."""
+    experiment = config["experiments"].get(model["experiment"])
+    if experiment is None or experiment["task"] != "cell_classification":
+        raise InputError(f"{where}.experiment", f"'{model['experiment']}' is not a cell task here",
+                         "name a cell_classification experiment of this configuration")
+    method = experiment["methods"].get(model["method"])
+    if method is None or method["kind"] != "finetune":
+        raise InputError(f"{where}.method", f"'{model['method']}' is not a fine-tuned method of "
+                         f"{model['experiment']}", "name a method of kind finetune")
+    too_high = [fold for fold in folds if fold >= experiment["n_folds"]]
+    if too_high:
+        raise InputError(f"{where}.fold", f"{too_high} exceed the {experiment['n_folds']} folds of "
+                         f"{model['experiment']}", f"use folds below {experiment['n_folds']}")
+
+
+def check_downstream(config: dict[str, Any], source: str) -> None:
+    """Quantization, embeddings and perturbation name models and datasets of this configuration."""
+    quantization = config["quantization"]
+    for index, model in enumerate(quantization["models"]):
+        check_fold_model(config, model, quantization["folds"], f"{source}: quantization.models[{index}]")
+    embeddings = config["embeddings"]
+    if embeddings["dataset"] is not None:
+        if embeddings["dataset"] not in config["datasets"] or not embeddings["label_column"]:
+            raise InputError(f"{source}: embeddings", f"dataset '{embeddings['dataset']}' with label_column "
+                             f"{embeddings['label_column']!r}", "name a dataset of datasets and its label column")
+        if embeddings["finetuned"]:
+            check_fold_model(config, embeddings["finetuned"], [embeddings["finetuned"]["fold"]],
+                             f"{source}: embeddings.finetuned")
+    perturbation = config["perturbation"]
+    if perturbation["model"]:
+        check_fold_model(config, perturbation["model"], [perturbation["model"]["fold"]], f"{source}: perturbation.model")
+        if not perturbation["state_column"] or not perturbation["analyses"]:
+            raise InputError(f"{source}: perturbation", "a model without state_column or analyses",
+                             "name the obs column of the states and at least one analysis (start_state, direction)")
 
 
 CELL_TASK_KINDS = ("finetune", "pca_rf", "logreg_hvg")

@@ -257,3 +257,163 @@ def plot_quantization(table: pd.DataFrame) -> Figure:
                    title=f"throughput at batch size {', '.join(map(str, batch_sizes))}")
     figure.suptitle(f"Quantized and half-precision models: {largest.groupby(runs).ngroups} fine-tuned fold models")
     return figure
+
+
+MAX_LEGEND_CATEGORIES = 30
+
+
+def category_colours(categories: list[str]) -> dict[str, tuple]:
+    """tab10 / tab20 colours for up to 20 categories, evenly spaced turbo colours beyond."""
+    if len(categories) <= 20:
+        palette = matplotlib.colormaps["tab10" if len(categories) <= 10 else "tab20"].colors
+    else:
+        palette = [tuple(colour) for colour in matplotlib.colormaps["turbo"](np.linspace(0, 1, len(categories)))]
+    return dict(zip(categories, palette))
+
+
+def plot_umap_grid(umaps: dict[str, np.ndarray],
+                   rows: list[tuple[str, dict[str, np.ndarray], dict[str, str]]], seed: int = 0) -> Figure:
+    """UMAPs side by side: one column per embedding (`umaps`: name -> cells x 2), one row per colouring
+    (colour_by, name -> category per cell, name -> panel title). A category keeps one colour across a
+    row; cells are drawn in a seeded random order so no category hides another."""
+    names = list(umaps)
+    figure = Figure(figsize=(4.2 * len(names) + 2.0, 4.2 * len(rows)), layout="constrained")
+    axes = figure.subplots(len(rows), len(names), squeeze=False)
+    for row_axes, (colour_by, categories_by_name, titles) in zip(axes, rows):
+        categories = sorted(set().union(*(np.unique(categories_by_name[name]).tolist() for name in names)))
+        colours = category_colours(categories)
+        for axis, name in zip(row_axes, names):
+            coordinates, categories_of_cells = umaps[name], categories_by_name[name]
+            order = np.random.default_rng(seed).permutation(len(coordinates))
+            codes = pd.Categorical(categories_of_cells[order], categories=categories).codes
+            palette = np.array([colours[category] for category in categories])
+            axis.scatter(coordinates[order, 0], coordinates[order, 1], c=palette[codes],
+                         s=float(np.clip(3e4 / len(coordinates), 1, 20)), linewidths=0, rasterized=True)
+            axis.set(xticks=[], yticks=[], xlabel="UMAP 1", ylabel="UMAP 2")
+            axis.set_title(titles[name], fontsize=9)
+        if len(categories) <= MAX_LEGEND_CATEGORIES:
+            handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=colours[category],
+                                               label=category) for category in categories]
+            row_axes[-1].legend(handles=handles, title=colour_by, fontsize=7, title_fontsize=8, frameon=False,
+                                loc="center left", bbox_to_anchor=(1.02, 0.5))
+        else:
+            row_axes[-1].annotate(f"{colour_by}: {len(categories)} categories", (1.02, 0.5),
+                                  xycoords="axes fraction", va="center", fontsize=8)
+    return figure
+
+
+PERTURBATION_ROLE_COLOURS = {"driver": "tab:red", "pair member": "tab:purple", "control": "tab:green",
+                             "": "tab:grey"}
+
+
+def planted_roles(truth_json: str | Path | None) -> dict[str, str]:
+    """Ensembl ID -> planted role (driver, pair member, control) from a simulator truth file."""
+    import json
+
+    if truth_json is None:
+        return {}
+    truth = json.loads(Path(truth_json).read_text())
+    roles = {gene: "control" for gene in truth.get("control_genes", [])}
+    roles.update({gene: "pair member" for gene in truth.get("cooperating_pair", {}).get("genes", [])})
+    if "driver" in truth:
+        roles[truth["driver"]["gene"]] = "driver"
+    return roles
+
+
+def perturbation_metric(table: pd.DataFrame) -> str:
+    """The goal-state shift where the run had a goal state, else the cell shift (1 - cosine)."""
+    return "goal_shift" if table["goal_shift"].notna().any() else "cell_shift"
+
+
+def plot_shift_distribution(tables: list[pd.DataFrame], roles: dict[str, str]) -> Figure:
+    """Per direction: histograms of the per-gene mean shift of the tested genes and of the null
+    (random) genes on shared bins, planted genes marked by vertical lines."""
+    figure = Figure(figsize=(5.2 * len(tables), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(tables), squeeze=False).ravel()
+    for axis, table in zip(axes, tables):
+        metric = perturbation_metric(table)
+        tested, null = (table.loc[table["kind"] == kind, metric].dropna() for kind in ("gene", "random"))
+        bins = np.histogram_bin_edges(pd.concat([tested, null]), bins=30)
+        axis.hist(tested, bins=bins, alpha=0.6, density=True, color="tab:blue", label=f"tested genes ({len(tested)})")
+        axis.hist(null, bins=bins, alpha=0.6, density=True, color="tab:grey", label=f"random genes ({len(null)})")
+        planted = table[(table["kind"] == "gene") & table["genes"].isin(list(roles))]
+        for gene, value in zip(planted["genes"], planted[metric]):
+            axis.axvline(value, color=PERTURBATION_ROLE_COLOURS[roles[gene]], linewidth=1, alpha=0.8)
+        for role in dict.fromkeys(roles[gene] for gene in planted["genes"]):
+            axis.plot([], [], color=PERTURBATION_ROLE_COLOURS[role], label=role)
+        start, goal = table["start_state"].iloc[0], table["goal_state"].iloc[0]
+        toward = f", toward {goal}" if metric == "goal_shift" else ""
+        axis.set(xlabel=f"{metric.replace('_', ' ')} per gene (mean over cells)", ylabel="density",
+                 title=f"{table['direction'].iloc[0]} in {start}{toward}")
+        axis.legend(fontsize=7, frameon=False)
+    figure.suptitle("In silico perturbation: shifts of tested vs random genes")
+    return figure
+
+
+def plot_top_perturbed_genes(tables: list[pd.DataFrame], roles: dict[str, str], top_n: int = 20) -> Figure:
+    """Per direction: the top_n tested genes by shift (bars coloured by planted role, * where
+    FDR < 0.05 against the random genes)."""
+    figure = Figure(figsize=(5.6 * len(tables), 0.28 * top_n + 1.6), layout="constrained")
+    axes = figure.subplots(1, len(tables), squeeze=False).ravel()
+    for axis, table in zip(axes, tables):
+        metric = perturbation_metric(table)
+        top = table[table["kind"] == "gene"].nlargest(top_n, metric)[::-1]
+        colours = [PERTURBATION_ROLE_COLOURS[roles.get(gene, "")] for gene in top["genes"]]
+        bars = axis.barh(np.arange(len(top)), top[metric], color=colours)
+        labels = ["*" if fdr < 0.05 else "" for fdr in top[f"fdr_{metric}"].fillna(1.0)]
+        axis.bar_label(bars, labels=labels, fontsize=8, padding=1)
+        axis.set_yticks(np.arange(len(top)), top["genes"], fontsize=7)
+        axis.axvline(table[f"{metric}_null_mean"].iloc[0], color="black", linestyle="--", linewidth=0.8,
+                     label="random genes (mean)")
+        axis.set(xlabel=metric.replace("_", " "), title=f"{table['direction'].iloc[0]}: top {len(top)} genes")
+        handles = [matplotlib.patches.Patch(color=PERTURBATION_ROLE_COLOURS[role], label=role)
+                   for role in dict.fromkeys(roles.get(gene, "") for gene in top["genes"]) if role]
+        axis.legend(handles=[*axis.get_legend_handles_labels()[0], *handles], fontsize=7, frameon=False,
+                    loc="lower right")
+    figure.suptitle("In silico perturbation: strongest genes (* FDR < 0.05 vs random genes)")
+    return figure
+
+
+def plot_combination_effects(tables: list[pd.DataFrame]) -> Figure:
+    """Per direction and combination: each member's single shift and their sum beside the joint
+    shift, over the cells where all were perturbed (synergy = joint - sum)."""
+    panels = [(table, row) for table in tables for _, row in table[table["kind"] == "combination"].iterrows()]
+    figure = Figure(figsize=(max(4.5, 3.6 * len(panels)), 3.8), layout="constrained")
+    if not panels:
+        figure.text(0.5, 0.5, "no combinations were perturbed", ha="center", va="center")
+        return figure
+    axes = figure.subplots(1, len(panels), squeeze=False).ravel()
+    for axis, (table, row) in zip(axes, panels):
+        metric = perturbation_metric(table)
+        prefix = "goal" if metric == "goal_shift" else "cell"
+        members = row["genes"].split("+")
+        singles = [float(value) for value in str(row[f"member_{prefix}_shifts"]).split(";")] \
+            if isinstance(row[f"member_{prefix}_shifts"], str) else [np.nan] * len(members)
+        values = singles + [float(np.sum(singles)), float(row[metric])]
+        names = members + ["sum of singles", "joint"]
+        colours = ["tab:blue"] * len(members) + ["tab:grey", "tab:orange"]
+        axis.bar(np.arange(len(values)), values, color=colours)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_xticks(np.arange(len(values)), names, rotation=30, ha="right", fontsize=7)
+        synergy = row["goal_synergy" if prefix == "goal" else "synergy"]
+        axis.set(ylabel=metric.replace("_", " "),
+                 title=f"{row['direction']}: {prefix} shift synergy {synergy:+.3g}\n({int(row['n_cells'])} cells)")
+    figure.suptitle("In silico perturbation: combinations vs their members")
+    return figure
+
+
+def plot_perturbation(results_tsvs: list[str], output_dir: str | Path, truth_json: str | None = None,
+                      top_n: int = 20) -> list[Path]:
+    """Write perturbation_shifts, perturbation_top_genes and perturbation_combinations (PNG, PDF)
+    from perturb.run_perturbation tables (one per direction); planted genes marked when truth_json
+    is given."""
+    if not results_tsvs:
+        raise InputError("results_tsvs", "is empty", "pass the perturbation results of at least one direction")
+    tables = [pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""]) for path in results_tsvs]
+    roles = planted_roles(truth_json)
+    output_dir = Path(output_dir)
+    return [
+        *save_figure(plot_shift_distribution(tables, roles), output_dir, "perturbation_shifts"),
+        *save_figure(plot_top_perturbed_genes(tables, roles, top_n), output_dir, "perturbation_top_genes"),
+        *save_figure(plot_combination_effects(tables), output_dir, "perturbation_combinations"),
+    ]

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .batching import RaggedTokens, inference_batches, load_tokenized
+from .devices import distributed_context
 from .errors import InputError
 from .folds import class_order, read_folds
 from .genes import IGNORE_INDEX, labelled_positions, read_cell_roles, rows_with_labels, token_label_lookup
@@ -46,8 +47,11 @@ def save_model(model: torch.nn.Module, output_model: str | Path) -> None:
 
 def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, checkpoint: str | Path,
                   settings: dict[str, Any], seed: int, threads: int, output_predictions: str | Path,
-                  output_log: str | Path, output_model: str | Path) -> None:
-    """Cell task: train on every fold but `fold`, predict `fold`, save the model, predictions and step log."""
+                  output_log: str | Path, output_model: str | Path, gpus: int | None = None) -> None:
+    """Cell task: train on every fold but `fold`, predict `fold`, save the model, predictions and step log.
+
+    `gpus`: the GPUs the job reserved (see model.pick_device). Under torchrun every process trains;
+    rank 0 alone predicts and writes."""
     torch.set_num_threads(threads)
     tokens, dataset = load_tokenized(tokenized_dir)
     folds = read_folds(folds_tsv)
@@ -66,7 +70,7 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
     if settings["upsample"]:
         train_rows = upsample_rare_classes(train_rows, labels_by_row, settings["upsample_fraction"], seed)
 
-    device = pick_device()
+    device = pick_device(gpus)
     labels_tensor = torch.from_numpy(labels_by_row)
     loss_function = make_loss(settings, labels_by_row[train_rows], len(classes))
 
@@ -74,8 +78,11 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
         logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
         return loss_function(logits.float(), labels_tensor[batch_rows].to(logits.device))
 
-    model = fine_tune("sequence", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
-                      output_log)
+    with distributed_context(device) as context:
+        model = fine_tune("sequence", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
+                          output_log)
+    if not context.is_main:
+        return
     probabilities = predict_probabilities(model, tokens, test_rows, settings["eval_batch_size"], device)
     ids = {"cell_id": np.asarray(dataset["cell_id"])[test_rows]}
     true_labels = np.asarray(classes, dtype=object)[labels_by_row[test_rows]]
@@ -86,9 +93,11 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
 
 def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_tsv: str | Path, fold: int,
                        checkpoint: str | Path, settings: dict[str, Any], seed: int, threads: int,
-                       output_predictions: str | Path, output_log: str | Path, output_model: str | Path) -> None:
+                       output_predictions: str | Path, output_log: str | Path, output_model: str | Path,
+                       gpus: int | None = None) -> None:
     """Gene task: label the training genes' tokens in the training cells, train a token classifier,
-    and predict every held-out gene's token in the test cells (one predictions.tsv row per token)."""
+    and predict every held-out gene's token in the test cells (one predictions.tsv row per token).
+    `gpus` and several processes as in finetune_fold."""
     if settings["upsample"]:
         raise InputError("finetuning.upsample", "is not defined for gene classification (it resamples cells)",
                          "set upsample: false; use focal_alpha: balanced to weight rare gene classes")
@@ -99,7 +108,7 @@ def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_t
     label_ids = genes["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
     token_ids = genes["token_id"].to_numpy(dtype=np.int64)
     in_training = genes["fold"].to_numpy() != fold
-    device = pick_device()
+    device = pick_device(gpus)
     vocab_size = classifier_vocab_size(checkpoint, token_ids)
     train_lookup = token_label_lookup(token_ids[in_training], label_ids[in_training], vocab_size)
     test_lookup = token_label_lookup(token_ids[~in_training], label_ids[~in_training], vocab_size)
@@ -118,8 +127,11 @@ def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_t
 
     log.info("fold %d: %d training genes in %d training cells, %d held-out genes in %d test cells", fold,
              int(in_training.sum()), len(train_rows), int((~in_training).sum()), len(test_rows))
-    model = fine_tune("token", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
-                      output_log)
+    with distributed_context(device) as context:
+        model = fine_tune("token", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
+                          output_log)
+    if not context.is_main:
+        return
     rows, predicted_tokens, probabilities = predict_token_probabilities(
         model, tokens, test_rows, test_lookup, settings["eval_batch_size"], device
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,10 @@ import torch
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification
 
 from .config import WEIGHT_FILES
+from .devices import claim_gpus, process_ranks
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 # Cell tasks put one label on a whole cell; gene tasks put labels on gene tokens.
 CLASSIFIER_HEADS = {"sequence": BertForSequenceClassification, "token": BertForTokenClassification}
@@ -87,8 +91,28 @@ def freeze(model: torch.nn.Module, n_layers: int, embeddings: bool) -> None:
             parameter.requires_grad = False
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(gpus: int | None = None) -> torch.device:
+    """The one place that decides where this process computes.
+
+    gpus None: CUDA when present (for callers that reserved nothing in particular); 0: the CPU, as
+    the job reserved no GPU; n > 0: first claim n free GPUs (devices.claim_gpus: nothing happens
+    where CUDA_VISIBLE_DEVICES is already set, by SLURM or by the launcher of a multi-GPU job), then
+    this process's GPU, cuda:LOCAL_RANK (cuda:0 outside torchrun), or the CPU where CUDA is missing.
+    Call it before anything starts CUDA, so that the claim can still choose the GPUs.
+    """
+    if gpus == 0:
+        return torch.device("cpu")
+    _, world_size, local_rank = process_ranks()
+    if gpus and world_size == 1:
+        claim_gpus(gpus)
+    if not torch.cuda.is_available():
+        if gpus:
+            log.warning("%d GPU(s) asked for but CUDA is not available: computing on the CPU", gpus)
+        return torch.device("cpu")
+    if gpus and gpus > world_size:
+        log.warning("%d GPUs reserved but %d process(es) use one each: start a multi-GPU job with "
+                    "python -m workflow_scripts.devices --gpus N -- COMMAND ...", gpus, world_size)
+    return torch.device("cuda", local_rank)
 
 
 def autocast(device: torch.device):

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .batching import RaggedTokens, inference_batches, load_tokenized
+from .devices import distributed_context
 from .dictionaries import MASK_TOKEN, SPECIAL_TOKENS, load_token_dictionary
-from .io_utils import atomic_path
+from .io_utils import atomic_path, write_tsv
 from .model import autocast, geneformer_config, new_masked_lm, pick_device
 from .training import train
 
@@ -51,8 +52,11 @@ def masked_lm_loss(model, corrupted: torch.Tensor, attention_mask: torch.Tensor,
 
 def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, model: dict[str, Any],
                    pretraining: dict[str, Any], model_input_size: int, seed: int, threads: int,
-                   output_dir: str | Path) -> None:
-    """Pretrain from scratch and save with save_pretrained (safetensors) beside its token dictionary."""
+                   output_dir: str | Path, gpus: int | None = None) -> None:
+    """Pretrain from scratch and save with save_pretrained (safetensors) beside its token dictionary.
+
+    `gpus`: the GPUs the job reserved (see model.pick_device). Under torchrun every process trains
+    (and computes the validation loss); rank 0 alone writes."""
     torch.set_num_threads(threads)
     tokens, _ = load_tokenized(tokenized_dir)
     vocabulary = load_token_dictionary(str(token_dictionary_tsv))
@@ -65,7 +69,7 @@ def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, 
     order = rng.permutation(len(tokens))
     n_validation = max(1, int(round(len(tokens) * pretraining["validation_fraction"])))
     validation_rows, training_rows = np.sort(order[:n_validation]), order[n_validation:]
-    device = pick_device()
+    device = pick_device(gpus)
     network = new_masked_lm(geneformer_config(model, len(vocabulary), model_input_size), seed)
     generator = torch.Generator().manual_seed(seed)
 
@@ -79,10 +83,14 @@ def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, 
         return {"validation_loss": held_out_loss(network, tokens, validation_rows, maskable_lookup, pretraining,
                                                  vocabulary[MASK_TOKEN], gene_ids, seed, device)}
 
+    with distributed_context(device) as context:
+        training_log = train(network, tokens, training_rows, loss_of_batch, pretraining, seed, device, None,
+                             on_epoch_end=validation_loss)
+    if not context.is_main:
+        return
     with atomic_path(output_dir) as temporary:
         temporary.mkdir()
-        train(network, tokens, training_rows, loss_of_batch, pretraining, seed, device,
-              temporary / "training_log.tsv", on_epoch_end=validation_loss)
+        write_tsv(training_log, temporary / "training_log.tsv")
         network.save_pretrained(temporary, safe_serialization=True)
         shutil.copyfile(token_dictionary_tsv, temporary / "token_dictionary.tsv")
 

@@ -45,9 +45,9 @@ RUN_KEYS = ["experiment", "method", "fold"]
 
 def benchmark_quantization(model_dir: str | Path, tokenized_dir: str | Path, folds_tsv: str | Path, fold: int,
                            variants: list[str], batch_sizes: list[int], repeats: int, threads: int,
-                           output_tsv: str | Path) -> None:
+                           output_tsv: str | Path, gpus: int | None = None) -> None:
     """One row per (variant, device, batch size): weights size (MB), median latency per batch, cells/s,
-    and accuracy / macro F1 / macro AUC on the held-out `fold`'s cells."""
+    and accuracy / macro F1 / macro AUC on the held-out `fold`'s cells (`gpus`: as model.pick_device)."""
     check_settings(variants, batch_sizes, repeats)
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
@@ -58,7 +58,7 @@ def benchmark_quantization(model_dir: str | Path, tokenized_dir: str | Path, fol
                                        str(folds_tsv))
     cell_ids = np.asarray(dataset["cell_id"])[rows]
     results = []
-    for variant, device in measured_pairs(variants, pick_device()):
+    for variant, device in measured_pairs(variants, pick_device(gpus)):
         model = load_variant(model_dir, variant, classes)
         size_mb = weights_megabytes(model)
         model.to(device)

@@ -1,0 +1,56 @@
+"""Cluster execution: what each job would ask SLURM for, from config, without a cluster (dry runs)."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from conftest import snakemake
+
+RESOURCES = re.compile(r"^rule (\w+):$|^\s+resources: (.*)$", re.MULTILINE)
+
+
+def requested_resources(dry_run_output: str) -> dict[str, list[dict[str, str]]]:
+    """rule -> the resources line of each of its jobs, as {name: value}."""
+    jobs: dict[str, list[dict[str, str]]] = {}
+    rule = None
+    for match in RESOURCES.finditer(dry_run_output):
+        if match.group(1):
+            rule = match.group(1)
+        elif rule:
+            pairs = (item.split("=", 1) for item in match.group(2).split(", "))
+            jobs.setdefault(rule, []).append(dict(pairs))
+            rule = None
+    return jobs
+
+
+def test_slurm_profile_requests_gpus_memory_and_time_from_config(workdir):
+    (workdir / "data").mkdir()
+    (workdir / "data/human_dcm_hcm_scportal_03.17.2022.h5ad").touch()  # placed by hand (portal login)
+    cluster = {"resources": {"finetune": {"gpu": 2, "gpu_model": "h100", "cpus_per_gpu": 8, "mem_mb": 64000,
+                                          "runtime": 120},
+                             "quantize": {"gpu": 1, "mem_mb": 16000, "runtime": 30}}}
+    (workdir / "cluster.yaml").write_text(yaml.safe_dump(cluster))
+    result = snakemake(workdir, "-n", "-p", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml",
+                       "cluster.yaml")
+    assert result.returncode == 0, result.stderr
+    # GPU jobs start through the launcher that claims their devices (one process per GPU under torchrun)
+    assert result.stdout.count("python -m workflow_scripts.devices --gpus 2 -- finetune") == 80
+    jobs = requested_resources(result.stdout)
+    assert len(jobs["finetune_fold"]) == 80
+    for job in jobs["finetune_fold"]:
+        assert (job["gpu"], job["gpu_model"], job["cpus_per_gpu"]) == ("2", "h100", "8")
+        assert (job["mem_mb"], job["runtime"]) == ("64000", "120")
+    assert [(job["gpu"], job["mem_mb"]) for job in jobs["quantize_model"]] == [("1", "16000")]
+    for rule in ("baseline_fold", "download_file", "tokenize"):
+        assert all("gpu" not in job for job in jobs[rule]), rule  # CPU jobs ask for no GPU
+
+
+def test_local_profile_limits_gpu_jobs_with_resources(workdir):
+    (workdir / "gpu.yaml").write_text(yaml.safe_dump({"resources": {"finetune": {"gpu": 1}}}))
+    result = snakemake(workdir, "-n", "--profile", "profiles/local", "--resources", "gpu=1",
+                       "--configfile", "config/test.yaml", "gpu.yaml")
+    assert result.returncode == 0, result.stderr
+    jobs = requested_resources(result.stdout)
+    assert jobs["finetune_fold"] and all(job["gpu"] == "1" for job in jobs["finetune_fold"])
