@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
-from workflow_scripts.batching import RaggedTokens, inference_batches, length_grouped_batches
+from workflow_scripts.batching import RaggedTokens, dataset_rows, inference_batches, length_grouped_batches
+from workflow_scripts.errors import InputError
 
 
 def ragged(lengths, seed=0):
@@ -49,3 +51,10 @@ def test_inference_batches_sorted_by_length():
     lengths = np.array([5, 1, 9, 3])
     batches = inference_batches(lengths, 2)
     assert [b.tolist() for b in batches] == [[2, 0], [3, 1]]
+
+
+def test_dataset_rows_follow_the_wanted_order_and_refuse_unknown_cells():
+    rows = dataset_rows(["c0", "c1", "c2"], ["c2", "c0"], "folds.tsv", "rebuild")
+    assert rows.tolist() == [2, 0]
+    with pytest.raises(InputError, match="folds.tsv: 1 of its cells are not in the tokenized dataset"):
+        dataset_rows(["c0", "c1"], ["c1", "c9"], "folds.tsv", "rebuild")

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+
+from .errors import InputError
 
 if TYPE_CHECKING:  # torch and datasets load in the functions that need them: baselines and checks
     import datasets  # use RaggedTokens without paying seconds of imports
@@ -65,6 +68,17 @@ def load_tokenized(path: str | Path) -> tuple[RaggedTokens, "datasets.Dataset"]:
     values = column.values.to_numpy(zero_copy_only=False).astype(np.int64)
     ragged = RaggedTokens(values[offsets[0]:offsets[-1]], offsets - offsets[0])
     return ragged, dataset
+
+
+def dataset_rows(dataset_cell_ids, wanted_cell_ids, source: str, fix: str) -> np.ndarray:
+    """Rows of the tokenized dataset holding `wanted_cell_ids`, in their order; a cell the dataset
+    lacks stops the job (`source`: the file that names the cells; `fix`: what to do)."""
+    row_of_cell = pd.Series(np.arange(len(dataset_cell_ids)), index=pd.Index(dataset_cell_ids))
+    wanted = pd.Index(wanted_cell_ids)
+    missing = ~wanted.isin(row_of_cell.index)
+    if missing.any():
+        raise InputError(source, f"{int(missing.sum())} of its cells are not in the tokenized dataset", fix)
+    return row_of_cell.loc[wanted].to_numpy()
 
 
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,

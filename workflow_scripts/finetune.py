@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import RaggedTokens, inference_batches, load_tokenized
+from .batching import RaggedTokens, dataset_rows, inference_batches, load_tokenized
 from .devices import distributed_context
 from .errors import InputError
 from .folds import class_order, read_folds
@@ -56,12 +56,8 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
     tokens, dataset = load_tokenized(tokenized_dir)
     folds = read_folds(folds_tsv)
     classes = class_order(folds)
-    row_of_cell = pd.Series(np.arange(len(tokens)), index=pd.Index(dataset["cell_id"]))
-    missing = ~folds["cell_id"].isin(row_of_cell.index)
-    if missing.any():
-        raise InputError(str(tokenized_dir), f"{int(missing.sum())} cells of {folds_tsv} are not tokenized",
-                         "re-run tokenization for this dataset")
-    rows = row_of_cell.loc[folds["cell_id"]].to_numpy()
+    rows = dataset_rows(dataset["cell_id"], folds["cell_id"], str(folds_tsv),
+                        f"re-run tokenization of {tokenized_dir} for this dataset")
     label_ids = folds["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
     labels_by_row = np.full(len(tokens), -1, dtype=np.int64)
     labels_by_row[rows] = label_ids

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .batching import RaggedTokens, load_tokenized
+from .batching import RaggedTokens, dataset_rows, load_tokenized
 from .dictionaries import load_token_dictionary
 from .errors import InputError
 from .folds import assign_folds
@@ -124,11 +124,7 @@ def read_cell_roles(cells_tsv: str | Path, cell_ids: np.ndarray) -> dict[str, np
     cells = pd.read_csv(cells_tsv, sep="\t", dtype=str, keep_default_na=False)
     if list(cells.columns) != ["cell_id", "role"] or not cells["role"].isin(CELL_ROLES).all():
         raise InputError(str(cells_tsv), "is not a cells.tsv (cell_id, role in train/test)", "rebuild the gene folds")
-    row_of_cell = pd.Series(np.arange(len(cell_ids)), index=pd.Index(cell_ids))
-    absent = ~cells["cell_id"].isin(row_of_cell.index)
-    if absent.any():
-        raise InputError(str(cells_tsv), f"{int(absent.sum())} cells are not tokenized", "rebuild the gene folds")
-    rows = row_of_cell.loc[cells["cell_id"]].to_numpy()
+    rows = dataset_rows(cell_ids, cells["cell_id"], str(cells_tsv), "rebuild the gene folds")
     return {role: np.sort(rows[(cells["role"] == role).to_numpy()]) for role in CELL_ROLES}
 
 

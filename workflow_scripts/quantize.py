@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import RaggedTokens, inference_batches, load_tokenized
+from .batching import RaggedTokens, dataset_rows, inference_batches, load_tokenized
 from .errors import InputError
 from .evaluate import Predictions, fold_metrics
 from .folds import class_order, read_folds
@@ -98,12 +98,9 @@ def held_out_cells(cell_ids: np.ndarray, folds: pd.DataFrame, fold: int, tokeniz
     held_out = folds[folds["fold"] == fold]
     if held_out.empty:
         raise InputError(folds_source, f"fold {fold} holds no cells", f"choose one of {sorted(folds['fold'].unique())}")
-    row_of_cell = pd.Series(np.arange(len(cell_ids)), index=pd.Index(cell_ids))
-    missing = ~held_out["cell_id"].isin(row_of_cell.index)
-    if missing.any():
-        raise InputError(tokenized_source, f"{int(missing.sum())} held-out cells of {folds_source} are not tokenized",
-                         "benchmark with the tokenized dataset the model was fine-tuned on")
-    return row_of_cell.loc[held_out["cell_id"]].to_numpy(), held_out["label"].to_numpy(dtype=object)
+    rows = dataset_rows(cell_ids, held_out["cell_id"], folds_source,
+                        f"benchmark with the tokenized dataset the model was fine-tuned on, not {tokenized_source}")
+    return rows, held_out["label"].to_numpy(dtype=object)
 
 
 def measured_pairs(variants: list[str], accelerator: torch.device) -> list[tuple[str, torch.device]]:
