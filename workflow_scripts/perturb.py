@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from .batching import RaggedTokens, inference_batches, load_tokenized
 from .dictionaries import CLS_TOKEN, SPECIAL_TOKENS, load_token_dictionary
-from .embeddings import cell_embeddings, token_states
+from .embeddings import cell_embeddings, encoder, load_encoder_model, token_states
 from .errors import InputError
 from .io_utils import atomic_path, write_tsv
 from .model import autocast, pick_device
@@ -227,18 +227,14 @@ def _state_labels(dataset, state_column: str, source: str) -> np.ndarray:
     return np.asarray(dataset[state_column], dtype=object).astype(str)
 
 
-def _load_encoder(checkpoint: str | Path, vocab_size: int) -> torch.nn.Module:
-    """The BERT encoder of a masked-LM or classifier checkpoint (heads dropped)."""
-    from transformers import BertConfig, BertModel
-
-    if not (Path(checkpoint) / "config.json").is_file():
-        raise InputError(str(checkpoint), "no config.json", "point checkpoint at a save_pretrained model directory")
-    config = BertConfig.from_pretrained(checkpoint)
-    if config.vocab_size < vocab_size:
-        raise InputError(str(checkpoint), f"vocabulary of {config.vocab_size} tokens is smaller than the token "
+def _load_encoder(checkpoint: str | Path, vocab_size: int, seed: int) -> torch.nn.Module:
+    """The BERT encoder of a masked-LM or classifier checkpoint (embeddings.load_encoder_model), checked
+    to cover the token dictionary's ids."""
+    model = encoder(load_encoder_model(checkpoint, "pretrained", seed)).eval()
+    if model.config.vocab_size < vocab_size:
+        raise InputError(str(checkpoint), f"vocabulary of {model.config.vocab_size} tokens is smaller than the token "
                          f"dictionary's {vocab_size}", "use the token dictionary the model was trained with")
-    return BertModel.from_pretrained(checkpoint, add_pooling_layer=False, attn_implementation="sdpa",
-                                     dtype=torch.float32).eval()
+    return model
 
 
 def _token_ids(genes: list[str], token_of_gene: dict[str, int], source: str) -> list[int]:
@@ -492,7 +488,7 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
     presence = np.bincount(cells.values, minlength=vocab_span)
     plan = plan_perturbations(presence, len(cells), gene_of_token, genes, combinations, max_genes,
                               min_cell_fraction, n_null_genes, rng)
-    model = _load_encoder(checkpoint, vocab_span)
+    model = _load_encoder(checkpoint, vocab_span, seed)
     max_length = model.config.max_position_embeddings
     device = pick_device(gpus)
     model.to(device)
