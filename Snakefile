@@ -25,6 +25,7 @@ include: "rules/quantize.smk"
 include: "rules/embeddings.smk"
 include: "rules/perturb.smk"
 include: "rules/aggregate.smk"
+include: "rules/ablation.smk"
 
 
 rule all:

@@ -1,8 +1,11 @@
 # Shared helpers: the validated config and the names the other rule files use.
+import functools
 import json
 from pathlib import Path
 
+from workflow_scripts.ablation import downstream_finetuning, evaluation_masking, variant_settings
 from workflow_scripts.config import method_settings, validate_config
+from workflow_scripts.errors import InputError
 
 validate_config(config, source="config")  # fills schema defaults in place; stops on a bad config
 
@@ -89,10 +92,17 @@ def checkpoint_of(wildcards, input):
 
 def job_resources(family):
     """A job family's resources from config, as the SLURM executor plugin reads them: mem_mb, runtime,
-    and gpu (with gpu_model and cpus_per_gpu when set) only for jobs that use GPUs."""
+    and gpu (with gpu_model and cpus_per_gpu when set) only for jobs that use GPUs. mem_mb is the
+    first attempt's: a job retried (the profile's `retries`) asks for mem_mb x attempt."""
     settings = config["resources"][family]
-    names = ("mem_mb", "runtime", "gpu", "gpu_model", "cpus_per_gpu") if settings["gpu"] else ("mem_mb", "runtime")
-    return {name: settings[name] for name in names if settings[name] is not None}
+    names = ("runtime", "gpu", "gpu_model", "cpus_per_gpu") if settings["gpu"] else ("runtime",)
+    resources = {name: settings[name] for name in names if settings[name] is not None}
+    return {"mem_mb": memory_by_attempt(settings["mem_mb"]), **resources}
+
+
+def memory_by_attempt(mem_mb):
+    """Snakemake calls this with the job's attempt (1 first, then 2, 3 on retries)."""
+    return lambda wildcards, attempt: mem_mb * attempt
 
 
 def launcher(family):
@@ -205,6 +215,49 @@ def perturbed_model():
     """The fine-tuned fold's model directory the perturbations run in."""
     model = PERTURBATION["model"]
     return f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model"
+
+
+# Pretraining: pathway masking's gene sets (rules/pretrain.smk) and the ablation's variants (rules/ablation.smk).
+SIMULATED_GENE_SETS = "results/data/gene_sets.gmt"
+ABLATION = config["ablation"]
+ABLATION_VARIANTS = list(ABLATION["variants"])
+ABLATION_SETTINGS = {name: variant_settings(config, name) for name in ABLATION_VARIANTS}  # each variant checked
+ABLATION_FOLDS = range(ABLATION["downstream"]["n_folds"])
+ABLATION_EVALUATION = evaluation_masking(config)  # every variant's held-out loss masks the same cells alike
+
+
+def gene_sets_input(pretraining):
+    """The gene set file pathway masking reads ([] for other strategies): the user's GMT, or the
+    simulator's gene programs, which only describe a simulated corpus."""
+    masking = pretraining["masking"]
+    if masking["strategy"] != "pathway":
+        return []
+    if masking["gene_sets"] != "simulated":
+        return [masking["gene_sets"]]
+    if config["datasets"].get("corpus", {}).get("source") != "simulated":
+        raise InputError(
+            "config: pretraining.masking.gene_sets",
+            "simulated gene programs describe only a simulated corpus",
+            "give a GMT file of gene sets (Ensembl IDs or symbols)",
+        )
+    return [SIMULATED_GENE_SETS]
+
+
+@functools.cache
+def ablation_finetuning():
+    """The ablation's downstream recipe, checked once, when the first ablation job is planned (a
+    configuration without the downstream experiment is fine while no ablation job is asked for)."""
+    return downstream_finetuning(config, ABLATION_SETTINGS)
+
+
+def ablation_dataset():
+    ablation_finetuning()
+    return config["experiments"][ABLATION["downstream"]["experiment"]]["dataset"]
+
+
+def ablation_preflight():
+    ablation_finetuning()
+    return f"results/preflight/{ABLATION['downstream']['experiment']}.json"
 
 
 wildcard_constraints:

@@ -1,5 +1,6 @@
 # One job per experiment x fine-tuning method x fold, tagged with GPU count, memory and runtime.
 # Cell tasks train a sequence classifier; gene tasks a token classifier (with the cell roles of cells.tsv).
+# Training checkpoints go to the fold's model.resume/ (removed on success): a killed job resumes when rerun.
 
 
 rule finetune_fold:

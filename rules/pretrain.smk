@@ -1,4 +1,6 @@
 # Masked-LM pretraining of the embedded default model (skipped when model.checkpoint or model.download is set).
+# Training checkpoints go to results/pretrained_model.resume/ (removed on success): a killed job resumes when rerun.
+# Pathway masking (pretraining.masking.strategy) reads a GMT file of gene sets, or the simulator's programs.
 
 
 rule pretrain:
@@ -6,6 +8,7 @@ rule pretrain:
         tokenized="results/tokenized/corpus.dataset",
         tokens="results/reference/token_dictionary.tsv",
         preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
+        gene_sets=gene_sets_input(config["pretraining"]),
     output:
         directory(PRETRAINED_MODEL),
     log:
@@ -23,8 +26,27 @@ rule pretrain:
         model_input_size=config["tokenizer"]["model_input_size"],
         seed=config["seed"],
         launcher=launcher("pretrain"),
+        gene_sets=lambda wildcards, input: f"--gene-sets-gmt {input.gene_sets}" if input.gene_sets else "",
+        evaluation=as_json(config["pretraining"]["masking"]),
     shell:
         "{params.launcher} pretrain --tokenized-dir {input.tokenized} --token-dictionary-tsv {input.tokens}"
         " --model {params.model:q} --pretraining {params.pretraining:q}"
         " --model-input-size {params.model_input_size} --seed {params.seed} --threads {threads}"
-        " --output-dir {output} > {log} 2>&1"
+        " --output-dir {output} {params.gene_sets} --evaluation-masking {params.evaluation:q} > {log} 2>&1"
+
+
+rule simulate_gene_sets:
+    output:
+        SIMULATED_GENE_SETS,
+    log:
+        "logs/simulate_gene_sets/gene_sets.log",
+    benchmark:
+        "results/benchmarks/simulate_gene_sets/gene_sets.tsv"
+    conda:
+        DATA_ENV
+    params:
+        simulation=as_json(config["simulation"]),
+        seed=config["seed"],
+    shell:
+        "python -m workflow_scripts gene-sets --simulation {params.simulation:q} --seed {params.seed}"
+        " --output-gmt {output} > {log} 2>&1"

@@ -70,10 +70,27 @@ def snakemake(workdir: Path, *arguments: str, timeout: int = 900) -> subprocess.
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def workdir(tmp_path) -> Path:
-    """A copy of the workflow (not of results/) in a temporary directory."""
+def copy_workflow(target: Path) -> Path:
+    """A copy of the workflow (not of results/) in `target`."""
     for name in WORKFLOW_FILES:
         source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    return tmp_path
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target / name)
+    return target
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    """A copy of the workflow in a temporary directory."""
+    return copy_workflow(tmp_path)
+
+
+TEST_PRESET = ("--cores", "2", "--configfile", "config/test.yaml")
+
+
+@pytest.fixture(scope="session")
+def preset_run(tmp_path_factory) -> Path:
+    """The test preset run end to end once per session (minutes), for every test that reads its results."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("preset_run"))
+    result = snakemake(workdir, *TEST_PRESET, timeout=3600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir

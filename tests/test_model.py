@@ -1,5 +1,6 @@
-"""Model construction, freezing, and the masking used in pretraining."""
+"""Model construction, freezing, and checkpoint checks (masking: test_masking.py)."""
 
+import json
 import os
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 
 from workflow_scripts.errors import InputError
 from workflow_scripts.model import check_checkpoint, classifier, freeze, geneformer_config, new_masked_lm
-from workflow_scripts.pretrain import mask_tokens
 
 MODEL = dict(hidden_size=16, num_hidden_layers=6, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.02,
@@ -73,6 +73,14 @@ def test_checkpoint_mismatches_refused(checkpoint, tmp_path):
         check_checkpoint(tmp_path / "missing", vocab_size=50, model_input_size=32)
 
 
+def test_checkpoint_of_another_architecture_refused(checkpoint):
+    """BERT (Geneformer) and ALBERT checkpoints fine-tune; another model type would load its own classes."""
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    with pytest.raises(InputError, match="model_type 'gpt2'"):
+        check_checkpoint(checkpoint, vocab_size=50, model_input_size=32)
+
+
 class Exploit:
     def __init__(self, marker):
         self.marker = marker
@@ -94,23 +102,3 @@ def test_pickled_weights_load_only_as_tensors(checkpoint, tmp_path):
     reloaded = classifier(checkpoint, "sequence", 2, {0: "a", 1: "b"}, "pretrained", seed=0)
     assert torch.equal(reloaded.classifier.weight, model.classifier.weight)
 
-
-def test_masking_proportions_80_10_10_and_never_special_tokens():
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(4, 1000, (400, 500))
-    input_ids[:, -50:] = 0  # padding
-    maskable = input_ids != 0
-    settings = {"mask_probability": 0.15, "mask_token_fraction": 0.8, "random_token_fraction": 0.1}
-    corrupted, selected = mask_tokens(input_ids, maskable, settings, mask_id=1,
-                                      gene_ids=torch.arange(4, 1000), generator=generator)
-    assert not selected[~maskable].any()
-    assert abs(selected[maskable].float().mean().item() - 0.15) < 0.005
-    masked = (corrupted == 1) & selected
-    changed = (corrupted != input_ids) & selected & ~masked
-    kept = (corrupted == input_ids) & selected
-    n = selected.sum().item()
-    assert abs(masked.sum().item() / n - 0.8) < 0.01
-    # random replacements can hit the original token (1 in 996), so "kept" is ~10% + a hair
-    assert abs(changed.sum().item() / n - 0.1) < 0.01
-    assert abs(kept.sum().item() / n - 0.1) < 0.01
-    assert torch.equal(corrupted[~selected], input_ids[~selected])

@@ -54,3 +54,22 @@ def test_local_profile_limits_gpu_jobs_with_resources(workdir):
     assert result.returncode == 0, result.stderr
     jobs = requested_resources(result.stdout)
     assert jobs["finetune_fold"] and all(job["gpu"] == "1" for job in jobs["finetune_fold"])
+
+
+def test_a_retried_job_asks_for_more_memory(workdir):
+    """A job failing its first attempt is retried (the SLURM profile's retries) with mem_mb x attempt."""
+    assert yaml.safe_load((workdir / "profiles/slurm/profile.yaml").read_text())["retries"] >= 1
+    (workdir / "memory.yaml").write_text(yaml.safe_dump({"resources": {"finetune": {"mem_mb": 3000}}}))
+    (workdir / "probe.smk").write_text(
+        'configfile: "config/config.yaml"\n'
+        'include: "rules/common.smk"\n'
+        "rule probe:\n"
+        '    output: "probe.txt"\n'
+        '    resources: **job_resources("finetune")\n'
+        # fails on its first attempt: the log of attempts has one line then
+        '    shell: "echo {resources.mem_mb} >> attempts.txt && test $(wc -l < attempts.txt) = 2 && touch {output}"\n'
+    )
+    result = snakemake(workdir, "probe.txt", "-s", "probe.smk", "--profile", "profiles/local", "--retries", "1",
+                       "--configfile", "memory.yaml")
+    assert result.returncode == 0, result.stderr
+    assert (workdir / "attempts.txt").read_text().split() == ["3000", "6000"]

@@ -30,7 +30,7 @@ from sklearn.metrics import accuracy_score, f1_score, silhouette_samples, silhou
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from tqdm import tqdm
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import AutoConfig
 
 from .baselines import log_normalize
 from .batching import RaggedTokens, inference_batches, load_tokenized
@@ -38,7 +38,7 @@ from .counts import open_backed, read_h5ad, read_obs
 from .dictionaries import CLS_TOKEN, SPECIAL_TOKENS, load_token_dictionary
 from .errors import InputError
 from .io_utils import atomic_path
-from .model import CLASSIFIER_HEADS, autocast, pick_device
+from .model import autocast, pick_device, saved_class
 
 if TYPE_CHECKING:
     import datasets
@@ -49,16 +49,14 @@ DEFAULT_LAYER = -2  # index into hidden_states (embedding output, layer 1, ..., 
 EMBEDDING_KEY = "X_geneformer"  # obsm key of every scored embedding h5ad, the PCA baseline's included
 NPY_DTYPES = ("fp32", "fp16", "bf16")  # bf16: uint16 bit patterns in the .npy (see bf16_to_float32)
 INITS = ("pretrained", "random")
-MODEL_CLASSES = {"BertModel": BertModel, "BertForMaskedLM": BertForMaskedLM,
-                 **{head.__name__: head for head in CLASSIFIER_HEADS.values()}}
 KNN_NEIGHBOURS = 15
 KNN_FOLDS = 5
 MAX_SILHOUETTE_CELLS = 5000  # silhouettes cost cells^2: a seeded sample beyond this
 
 
 def encoder(model: torch.nn.Module) -> torch.nn.Module:
-    """The BERT encoder of a masked-LM or classifier model (or the encoder itself)."""
-    return getattr(model, "bert", model)
+    """The BERT (or ALBERT) encoder of a masked-LM or classifier model (or the encoder itself)."""
+    return model.base_model
 
 
 @torch.no_grad()
@@ -87,15 +85,15 @@ def cell_embeddings(states: torch.Tensor, attention_mask: torch.Tensor, cls_firs
 
 
 def load_encoder_model(checkpoint: str | Path, init: str, seed: int) -> torch.nn.Module:
-    """The checkpoint's model, of the class its config names (masked LM or classifier; `encoder` reaches the
-    BERT inside), or with init "random" the same architecture freshly initialised under `seed` (the
+    """The checkpoint's model, of the class its config names (BERT or ALBERT masked LM or classifier; `encoder`
+    reaches the encoder inside), or with init "random" the same architecture freshly initialised under `seed` (the
     construction `model.classifier` and `model.new_masked_lm` use, so it matches the random-init control)."""
     if init not in INITS:
         raise InputError("init", f"'{init}' is not one of {', '.join(INITS)}", "use pretrained or random")
     if not (Path(checkpoint) / "config.json").is_file():
         raise InputError(str(checkpoint), "no config.json", "point at a save_pretrained model directory")
-    config = BertConfig.from_pretrained(checkpoint)
-    model_class = MODEL_CLASSES.get((config.architectures or ["BertModel"])[0], BertModel)
+    config = AutoConfig.from_pretrained(checkpoint)
+    model_class = saved_class(config, str(checkpoint))
     torch.manual_seed(seed)
     if init == "random":
         return model_class._from_config(config, attn_implementation="sdpa")

@@ -24,19 +24,20 @@ from .genes import IGNORE_INDEX, labelled_positions, read_cell_roles, rows_with_
 from .io_utils import atomic_path, predictions_table, write_tsv
 from .losses import make_loss
 from .model import autocast, classifier, freeze, pick_device
-from .training import BatchLoss, train
+from .training import BatchLoss, discard_checkpoints, resume_dir_of, train
 
 log = logging.getLogger(__name__)
 
 
 def fine_tune(head: str, checkpoint: str | Path, classes: list[str], tokens: RaggedTokens, train_rows: np.ndarray,
               loss_of_batch: BatchLoss, settings: dict[str, Any], seed: int, device: torch.device,
-              output_log: str | Path) -> torch.nn.Module:
-    """The shared recipe: classifier from the checkpoint (or random), layers frozen, head-only epochs."""
+              output_log: str | Path, resume_dir: str | Path | None = None) -> torch.nn.Module:
+    """The shared recipe: classifier from the checkpoint (or random), layers frozen, head-only epochs;
+    training checkpoints in `resume_dir` (see training.train)."""
     model = classifier(checkpoint, head, len(classes), dict(enumerate(classes)), settings["init"], seed)
     freeze(model, settings["freeze_layers"], settings["freeze_embeddings"])
     train(model, tokens, train_rows, loss_of_batch, settings, seed, device, output_log,
-          before_epoch=head_only_schedule(model, settings["head_only_epochs"]))
+          before_epoch=head_only_schedule(model, settings["head_only_epochs"]), resume_dir=resume_dir)
     return model
 
 
@@ -51,7 +52,8 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
     """Cell task: train on every fold but `fold`, predict `fold`, save the model, predictions and step log.
 
     `gpus`: the GPUs the job reserved (see model.pick_device). Under torchrun every process trains;
-    rank 0 alone predicts and writes."""
+    rank 0 alone predicts and writes. Training checkpoints wait in OUTPUT_MODEL.resume until the
+    outputs are written, so that a killed job resumes when rerun."""
     torch.set_num_threads(threads)
     tokens, dataset = load_tokenized(tokenized_dir)
     folds = read_folds(folds_tsv)
@@ -76,7 +78,7 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
 
     with distributed_context(device) as context:
         model = fine_tune("sequence", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
-                          output_log)
+                          output_log, resume_dir_of(output_model))
     if not context.is_main:
         return
     probabilities = predict_probabilities(model, tokens, test_rows, settings["eval_batch_size"], device)
@@ -85,6 +87,7 @@ def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, c
     write_tsv(predictions_table(ids, true_labels, classes, probabilities), output_predictions,
               float_format="%.6g")
     save_model(model, output_model)
+    discard_checkpoints(resume_dir_of(output_model))
 
 
 def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_tsv: str | Path, fold: int,
@@ -125,7 +128,7 @@ def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_t
              int(in_training.sum()), len(train_rows), int((~in_training).sum()), len(test_rows))
     with distributed_context(device) as context:
         model = fine_tune("token", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
-                          output_log)
+                          output_log, resume_dir_of(output_model))
     if not context.is_main:
         return
     rows, predicted_tokens, probabilities = predict_token_probabilities(
@@ -137,13 +140,14 @@ def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_t
     write_tsv(predictions_table(ids, true_labels, classes, probabilities), output_predictions,
               float_format="%.6g")
     save_model(model, output_model)
+    discard_checkpoints(resume_dir_of(output_model))
 
 
 def classifier_vocab_size(checkpoint: str | Path, token_ids: np.ndarray) -> int:
     """The checkpoint's vocabulary size, checked to cover the labelled genes' token ids."""
-    from transformers import BertConfig
+    from transformers import AutoConfig
 
-    vocab_size = BertConfig.from_pretrained(checkpoint).vocab_size
+    vocab_size = AutoConfig.from_pretrained(checkpoint).vocab_size
     if len(token_ids) and token_ids.max() >= vocab_size:
         raise InputError(str(checkpoint), f"vocabulary of {vocab_size} tokens lacks token id {int(token_ids.max())}",
                          "use the token dictionary the checkpoint was trained with")

@@ -18,15 +18,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .errors import InputError
+
 PROBABILITY_PREFIX = "prob:"  # predictions.tsv: one prob:<class> column per class
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (file or directory); rename it into place on success."""
+    """Yield a temporary path beside `path` (file or directory); rename it into place on success.
+
+    A folder that cannot hold the output (read-only, or a file in its place) is refused naming the
+    folder and the fix, instead of a bare PermissionError or FileExistsError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    except OSError as error:
+        raise InputError(str(path.parent), f"cannot be written ({error.strerror or error})",
+                         "make it a folder you may write to (a file of that name may be in the way), "
+                         "or run the workflow from a writable directory") from error
     try:
         yield temporary
         if path.is_dir():

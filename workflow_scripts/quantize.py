@@ -115,11 +115,12 @@ def measured_pairs(variants: list[str], accelerator: torch.device) -> list[tuple
 def load_variant(model_dir: str | Path, variant: str, classes: list[str]) -> torch.nn.Module:
     """The fine-tuned classifier converted to `variant`, on the CPU in eval mode; refused if its labels
     are not the folds' classes (a model of another experiment)."""
-    from transformers import BertForSequenceClassification
+    from transformers import AutoModelForSequenceClassification  # BERT or ALBERT, as config.json says
 
     if not (Path(model_dir) / "config.json").is_file():
         raise InputError(str(model_dir), "no config.json", "point model_dir at a fine-tuned fold's model directory")
-    model = BertForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32,
+                                                               attn_implementation="sdpa")
     model_classes = [model.config.id2label[index] for index in range(model.config.num_labels)]
     if model_classes != classes:
         raise InputError(str(model_dir), f"predicts classes {model_classes}, the folds have {classes}",

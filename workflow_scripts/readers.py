@@ -335,7 +335,8 @@ def canonical_anndata(counts: sp.csr_matrix, gene_ids, obs: pd.DataFrame, source
         log.warning("%s: %d cells have no counts in the mapped genes and are dropped",
                     source, int((~has_counts).sum()))
     if not has_counts.any():
-        raise InputError(source, "no cell has counts in the mapped genes", "check the genes and the count matrix")
+        raise InputError(source, f"none of its {len(obs)} cells has counts in the {len(unique_ids)} mapped genes",
+                         "pass a count matrix with cells, whose genes are Ensembl IDs or known symbols")
     matrix = _as_int32_counts(merged[has_counts])
     obs = obs.loc[has_counts].copy()
     obs.index = obs.index.astype(str)

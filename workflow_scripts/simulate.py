@@ -997,3 +997,16 @@ def write_dosage_gene_labels(simulation: dict[str, Any], seed: int, output_tsv: 
         }
     )
     write_tsv(labels.sort_values("ensembl_id", ignore_index=True), output_tsv)
+
+
+def write_gene_sets(simulation: dict[str, Any], seed: int, output_gmt: str | Path) -> None:
+    """Write the world's gene programs as a GMT file (name, description, Ensembl IDs), the gene sets
+    of pathway masking on the simulated corpus."""
+    world = world_from_settings(simulation, seed)
+    lines = [
+        "\t".join([program.name, f"simulated gene program (strength {program.strength:.4f})",
+                   *world.gene_ids[np.sort(program.genes)]])
+        for program in world.programs
+    ]
+    with atomic_path(output_gmt) as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
