@@ -40,9 +40,9 @@ def test_bad_config_stops_before_any_job(workdir):
 
 
 @pytest.mark.slow
-def test_test_preset_end_to_end(workdir):
-    result = snakemake(workdir, "--cores", "2", "--configfile", "config/test.yaml")
-    assert result.returncode == 0, result.stderr[-5000:]
+def test_test_preset_end_to_end(preset_run):
+    """The session's one run of the test preset (shared with the determinism test)."""
+    workdir = preset_run
     summary = pd.read_csv(workdir / "results/pancreas_celltype/summary.csv")
     methods = ["geneformer_baseline", "geneformer_enhanced", "random_init", "pca_rf", "logreg_hvg"]
     assert list(summary["method"]) == methods
