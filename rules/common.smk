@@ -212,9 +212,9 @@ PERTURBATION_FIGURES = [f"results/figures/perturbation_{name}.png" for name in (
 
 
 def perturbed_model():
-    """The fine-tuned fold's model directory the perturbations run in."""
+    """The fine-tuned fold's model directory the perturbations run in (none when perturbation is off)."""
     model = PERTURBATION["model"]
-    return f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model"
+    return f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model" if model else []
 
 
 # Pretraining: pathway masking's gene sets (rules/pretrain.smk) and the ablation's variants (rules/ablation.smk).

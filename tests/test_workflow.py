@@ -95,3 +95,11 @@ def test_test_preset_end_to_end(preset_run):
     assert (workdir / "results/pretrained_model/model.safetensors").exists()
     assert (workdir / "results/pretrained_model/token_dictionary.tsv").exists()
     assert list((workdir / "logs").rglob("*.log")), "every rule logs under logs/"
+
+
+def test_perturbation_can_be_switched_off(workdir):
+    """`perturbation.model: null` plans the workflow without perturbation jobs (not a parse-time error)."""
+    (workdir / "no_perturbation.yaml").write_text("perturbation:\n  model: null\n")
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", "config/config.yaml", "no_perturbation.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rule perturb" not in result.stdout and "rule finetune_fold" in result.stdout
