@@ -154,11 +154,12 @@ def plot_ablation(table: pd.DataFrame, downstream: str):
     for axis, (column, error, title) in zip(figure.subplots(1, len(panels), sharey=True), panels):
         axis.barh(positions, table[column], xerr=None if error is None else table[error].fillna(0),
                   color="tab:blue", alpha=0.8, capsize=3)
-        for position, value in zip(positions, table[column]):
-            axis.annotate(f" {value:,.0f}" if column == "parameters" else f" {value:.3g}", (value, position),
+        ends = table[column] + (0 if error is None else table[error].fillna(0))  # labels beside the error bars
+        for position, value, end in zip(positions, table[column], ends):
+            axis.annotate(f" {value:,.0f}" if column == "parameters" else f" {value:.3g}", (end, position),
                           va="center", fontsize=8)
         axis.set_title(title, fontsize=10)
-        axis.set_xlim(0, table[column].max() * 1.35)
+        axis.set_xlim(0, ends.max() * 1.35)
     figure.axes[0].set_yticks(positions, [f"{row.variant}\n{row.masking}" for row in table.itertuples()], fontsize=8)
     figure.suptitle(f"Pretraining ablation: {len(table)} variants, {table['n_folds'].iloc[0]} folds each")
     return figure
