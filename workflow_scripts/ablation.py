@@ -9,15 +9,13 @@ folds' scores (evaluate.summarize_experiment's summary.csv, one "method" per var
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pandas as pd
 
-from .config import check_fold_model, deep_merge, load_schema, method_settings
+from .config import check_fold_model, check_section, deep_merge, load_schema, method_settings
 from .errors import InputError
 from .io_utils import atomic_path
 
@@ -25,17 +23,7 @@ CHECKPOINT_KEYS = ("checkpoint", "download")  # a variant is pretrained here: th
 SUMMARY_FILE = "pretraining_summary.json"  # as pretrain.SUMMARY_FILE (not imported: that module needs torch)
 
 
-_schema = functools.cache(load_schema)  # read once: the workflow resolves every variant when it starts
-
-
-def _check(settings: dict[str, Any], schema: dict[str, Any], where: str) -> None:
-    """Validate merged settings against one section of config/schema.yaml."""
-    validator = jsonschema.Draft202012Validator({**schema, "definitions": _schema()["definitions"]})
-    error = jsonschema.exceptions.best_match(validator.iter_errors(settings))
-    if error is not None:
-        key = ".".join(str(part) for part in error.absolute_path)
-        raise InputError(f"{where}.{key}" if key else where, f"invalid: {error.message}",
-                         "use the keys and types of the top-level section of the same name")
+FIX = "use the keys and types of the top-level section of the same name"
 
 
 def variant_settings(config: dict[str, Any], variant: str) -> dict[str, dict[str, Any]]:
@@ -51,9 +39,9 @@ def variant_settings(config: dict[str, Any], variant: str) -> dict[str, dict[str
                        entry.get("model", {}))
     pretraining = deep_merge(deep_merge(config["pretraining"], config["ablation"]["pretraining"]),
                              entry.get("pretraining", {}))
-    properties = _schema()["properties"]
-    _check(model, properties["model"], f"{where}.model")
-    _check(pretraining, properties["pretraining"], f"{where}.pretraining")
+    properties = load_schema()["properties"]
+    check_section(model, properties["model"], f"{where}.model", FIX)
+    check_section(pretraining, properties["pretraining"], f"{where}.pretraining", FIX)
     if model["architecture"] == "bert" and (model["embedding_size"] is not None or model["share_layers"]):
         raise InputError(f"{where}.model", "embedding_size and share_layers are ALBERT options",
                          "add architecture: albert")
@@ -77,7 +65,7 @@ def downstream_finetuning(config: dict[str, Any], variants: dict[str, dict[str, 
     check_fold_model(config, downstream, list(range(downstream["n_folds"])), where)
     finetuning = deep_merge(method_settings(config, downstream["experiment"], downstream["method"])["finetuning"],
                             downstream["finetuning"])
-    _check(finetuning, _schema()["definitions"]["finetuning"], f"{where}.finetuning")
+    check_section(finetuning, load_schema()["definitions"]["finetuning"], f"{where}.finetuning", FIX)
     shared = [name for name, settings in variants.items() if settings["model"]["share_layers"]]
     if shared and finetuning["freeze_layers"]:
         raise InputError(f"{where}.finetuning.freeze_layers", f"is {finetuning['freeze_layers']}, but variants "

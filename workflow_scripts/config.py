@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,20 @@ HUGGINGFACE_REVISION = re.compile(r"^https://huggingface\.co/(?:datasets/)?[^/]+
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
+@functools.cache
 def load_schema() -> dict[str, Any]:
+    """config/schema.yaml, read once per process (callers must not modify it)."""
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def check_section(settings: dict[str, Any], section_schema: dict[str, Any], where: str, fix: str) -> None:
+    """Validate merged settings (a method's fine-tuning overrides, an ablation variant) against one
+    section of config/schema.yaml; the first problem names its key under `where`."""
+    validator = jsonschema.Draft202012Validator({**section_schema, "definitions": load_schema()["definitions"]})
+    error = jsonschema.exceptions.best_match(validator.iter_errors(settings))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path)
+        raise InputError(f"{where}.{key}" if key else where, f"invalid: {error.message}", fix)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -190,16 +203,9 @@ def method_settings(config: dict[str, Any], experiment: str, method: str, source
     entry = copy.deepcopy(config["experiments"][experiment]["methods"][method])
     if entry["kind"] == "finetune":
         merged = deep_merge(config["finetuning"], entry.get("finetuning", {}))
-        schema = load_schema()
-        finetuning_schema = {**schema["definitions"]["finetuning"], "definitions": schema["definitions"]}
-        try:
-            jsonschema.validate(merged, finetuning_schema)
-        except jsonschema.ValidationError as error:
-            raise InputError(
-                f"{source}: experiments.{experiment}.methods.{method}.finetuning",
-                f"invalid override: {error.message}",
-                "use the keys and types of the top-level finetuning section",
-            ) from error
+        check_section(merged, load_schema()["definitions"]["finetuning"],
+                      f"{source}: experiments.{experiment}.methods.{method}.finetuning",
+                      "use the keys and types of the top-level finetuning section")
         if merged["head_only_epochs"] > merged["epochs"]:
             raise InputError(
                 f"{source}: experiments.{experiment}.methods.{method}.finetuning.head_only_epochs",

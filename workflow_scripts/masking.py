@@ -21,20 +21,20 @@ losses always use the random strategy at the constant `mask_probability`, so run
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .dictionaries import MASK_TOKEN, SPECIAL_TOKENS, load_gene_name_dictionary
 from .errors import InputError
+from .readers import map_gene_symbols
 
 log = logging.getLogger(__name__)
 
 SIMULATED_GENE_SETS = "simulated"  # pretraining.masking.gene_sets: the simulator's gene programs
-ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*G\d+)\.\d+$")
 
 
 def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, settings: dict[str, Any], mask_id: int,
@@ -102,17 +102,12 @@ class GeneSets:
 
 def gene_sets_for_vocabulary(sets: dict[str, list[str]], vocabulary: dict[str, int], source: str) -> GeneSets:
     """Map gene sets (Ensembl IDs, versioned Ensembl IDs or gene symbols) onto token ids."""
-    symbols: dict[str, str] | None = None
     names, unit_of, token_of = [], [], []
-    for name, genes in sets.items():
-        tokens = set()
-        for gene in genes:
-            gene = ENSEMBL_VERSION.sub(r"\1", gene)
-            if gene not in vocabulary and not gene.startswith("ENS"):
-                symbols = load_gene_name_dictionary() if symbols is None else symbols
-                gene = symbols.get(gene, gene)
-            if gene in vocabulary and gene not in SPECIAL_TOKENS:
-                tokens.add(vocabulary[gene])
+    all_genes = [gene for genes in sets.values() for gene in genes]
+    ensembl_ids, _ = map_gene_symbols(all_genes, load_gene_name_dictionary())
+    starts = np.cumsum([0] + [len(genes) for genes in sets.values()])
+    for (name, genes), start in zip(sets.items(), starts[:-1], strict=True):
+        tokens = {vocabulary[gene] for gene in ensembl_ids[start:start + len(genes)] if gene in vocabulary}
         if tokens:
             unit_of += [len(names)] * len(tokens)
             token_of += sorted(tokens)
