@@ -208,13 +208,18 @@ PLANTED_TRUTH = (
     if PERTURBED and config["datasets"][PERTURBATION_DATASET]["source"] == "simulated"
     else None
 )
-PERTURBATION_FIGURES = [f"results/figures/perturbation_{name}.png" for name in ("shifts", "top_genes", "combinations")]
+PERTURBATION_FIGURES = [
+    f"results/figures/perturbation_{name}.png"
+    for name in ("shifts", "top_genes", "combinations", *(["targets"] if PLANTED_TRUTH else []))
+]
 
 
-def perturbed_model():
-    """The fine-tuned fold's model directory the perturbations run in (none when perturbation is off)."""
+def perturbed_model(wildcards):
+    """The model an analysis perturbs: the fine-tuned fold's model directory, or the pretraining checkpoint."""
+    if PERTURBATION["analyses"][wildcards.analysis]["model"] == "pretrained":
+        return checkpoint_inputs()
     model = PERTURBATION["model"]
-    return f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model" if model else []
+    return [f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model"]
 
 
 # Pretraining: pathway masking's gene sets (rules/pretrain.smk) and the ablation's variants (rules/ablation.smk).

@@ -94,8 +94,9 @@ def test_matched_cosines_pool_the_same_genes_on_both_sides():
     original_states = torch.randn(3, 4, 5, generator=generator)
     for edit in (delete_tokens(CELLS, [5]), overexpress_tokens(CELLS, [7], max_length=4)):
         perturbed_states = torch.randn(3, 4, 5, generator=generator)
-        cell_cosine, gene_cosine = matched_cosines(original_states, np.arange(3), CELLS, edit, perturbed_states)
-        expected_genes = []
+        cell_cosine, gene_cosine, unmoved = matched_cosines(original_states, np.arange(3), CELLS, edit,
+                                                            perturbed_states)
+        expected_genes, expected_unmoved = [], []
         for row in range(3):
             kept = [p for p in range(CELLS.lengths[row]) if p not in as_rows(edit.removed)[row]]
             front = int(edit.n_front[row])
@@ -104,7 +105,15 @@ def test_matched_cosines_pool_the_same_genes_on_both_sides():
             expected = torch.nn.functional.cosine_similarity(before.mean(0), after.mean(0), dim=0)
             assert cell_cosine[row] == pytest.approx(float(expected), abs=1e-6)
             expected_genes.append(torch.nn.functional.cosine_similarity(before, after, dim=1))
+            expected_unmoved += [position == front + rank for rank, position in enumerate(kept)]
         assert torch.allclose(gene_cosine, torch.cat(expected_genes), atol=1e-6)
+        assert unmoved.tolist() == expected_unmoved
+    # Deleting 5 from [5, 6, 7, 8] moves every later gene; from [9, 5, 3] only 3; overexpressing 7
+    # (third of [5, 6, 7, 8]) moves the genes before it and keeps 8 in place.
+    assert matched_cosines(original_states, np.arange(3), CELLS, delete_tokens(CELLS, [5]),
+                           perturbed_states)[2].tolist() == [False, False, False, True, False, True, True, True, True]
+    assert matched_cosines(original_states, np.arange(3), CELLS, overexpress_tokens(CELLS, [7], max_length=4),
+                           perturbed_states)[2][:3].tolist() == [False, False, True]
 
 
 def test_null_statistics_find_a_planted_shift_and_fdr_is_at_least_p():
@@ -121,19 +130,24 @@ def test_null_statistics_find_a_planted_shift_and_fdr_is_at_least_p():
 def test_plan_names_frequent_and_null_genes_without_repeats():
     gene_of_token = {token: f"G{token}" for token in range(2, 12)}
     presence = np.array([0, 0, 9, 8, 7, 6, 5, 4, 1, 1, 0, 3])  # cells holding each token, of 10
-    plan = plan_perturbations(presence, 10, gene_of_token, ["G10"], [["G9", "G2"]], 3, 0.3, 3,
+    plan = plan_perturbations(presence, 10, gene_of_token, ["G10"], [["G9", "G2"]], 3, 0.3, 3, 2,
                               np.random.default_rng(0))
     singles = [label for label, kinds in zip(plan.labels, plan.kinds) if "gene" in kinds]
     assert singles == ["G10", "G9", "G2", "G3", "G4"]  # named, members, then the 3 most frequent
     null = [label for label, kinds in zip(plan.labels, plan.kinds) if "random" in kinds]
     assert len(null) == 3 and not set(null) & {"G10", "G9", "G2"}  # named genes never serve as null
     assert all(presence[int(gene[1:])] >= 3 for gene in null)
-    assert plan.labels[-1] == "G9+G2" and plan.members[-1] == [1, 2]
-    again = plan_perturbations(presence, 10, gene_of_token, ["G10"], [["G9", "G2"]], 3, 0.3, 3,
+    combination = plan.labels.index("G9+G2")
+    assert plan.members[combination] == [1, 2]
+    pairs = [index for index, kinds in enumerate(plan.kinds) if "random_pair" in kinds]
+    assert len(pairs) == 2 and len({plan.labels[index] for index in pairs}) == 2  # distinct pairs of null genes
+    for index in pairs:
+        assert {plan.labels[member] for member in plan.members[index]} == set(plan.labels[index].split("+")) <= set(null)
+    again = plan_perturbations(presence, 10, gene_of_token, ["G10"], [["G9", "G2"]], 3, 0.3, 3, 2,
                                np.random.default_rng(0))
     assert again.labels == plan.labels
     with pytest.raises(InputError, match="not in the token dictionary"):
-        plan_perturbations(presence, 10, gene_of_token, ["G99"], [], 3, 0.3, 3, np.random.default_rng(0))
+        plan_perturbations(presence, 10, gene_of_token, ["G99"], [], 3, 0.3, 3, 0, np.random.default_rng(0))
 
 
 TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64,
@@ -169,7 +183,8 @@ def small_run(tmp_path_factory) -> dict[str, Path]:
 def _run(small_run: dict[str, Path], direction: str, **changes) -> tuple[pd.DataFrame, pd.DataFrame]:
     settings = {"state_column": "disease", "start_state": "DCM", "goal_state": "NF", "direction": direction,
                 "genes": [GENES[0]], "combinations": [[GENES[0], GENES[1]]], "max_cells": 100, "max_genes": 0,
-                "min_cell_fraction": 0.0, "n_null_genes": 3, "layer": -2, "batch_size": 2, "seed": 0}
+                "min_cell_fraction": 0.0, "n_null_genes": 3, "n_null_pairs": 2, "min_cells": 1, "layer": -2,
+                "batch_size": 2, "seed": 0}
     settings.update(changes)
     output, shifts = small_run["directory"] / f"{direction}.tsv", small_run["directory"] / f"{direction}_shifts.tsv"
     run_perturbation(small_run["model"], small_run["cells"], small_run["tokens"], output_tsv=output,
@@ -184,7 +199,9 @@ def _embed(model, cell: list[int]) -> torch.Tensor:
 
 @pytest.mark.parametrize("direction", ["delete", "overexpress"])
 def test_run_matches_a_cell_by_cell_hand_calculation(small_run, direction):
-    """Gene token 2 (GENES[0]) perturbed cell by cell, unbatched, against the batched run."""
+    """Gene token 2 (GENES[0]) perturbed cell by cell, unbatched, against the batched run: cell and
+    goal shifts, every other gene's shift (all cells, and cells where it kept its position), and
+    the same gene's shifts recorded again on the cells of its combination with token 3."""
     from transformers import BertModel
 
     results, shifts = _run(small_run, direction)
@@ -192,11 +209,12 @@ def test_run_matches_a_cell_by_cell_hand_calculation(small_run, direction):
     goal = torch.stack([_embed(model, cell).mean(0) for cell in GOAL_CELLS]).mean(0)
     edit_of = {"delete": lambda cells: delete_tokens(cells, [2]),
                "overexpress": lambda cells: overexpress_tokens(cells, [2], max_length=6)}[direction]
-    cosines, goal_shifts, affected = [], [], {}
+    cosines, goal_shifts, affected = [], [], []  # affected: (gene, shift, kept its position, in combination cells)
     for cell in START_CELLS:
         edit = edit_of(ragged([cell]))
         if direction == "delete" and (edit.n_present[0] == 0 or len(cell) == 1):
             continue
+        in_combination = direction == "overexpress" or ({2, 3} <= set(cell) and len(cell) > 2)
         perturbed_cell = as_rows(edit.tokens)[0]
         before, after = _embed(model, cell), _embed(model, perturbed_cell)
         kept = [p for p in range(len(cell)) if p not in as_rows(edit.removed)[0]]
@@ -206,21 +224,45 @@ def test_run_matches_a_cell_by_cell_hand_calculation(small_run, direction):
         goal_shifts.append(float(torch.nn.functional.cosine_similarity(after.mean(0), goal, dim=0)
                                  - torch.nn.functional.cosine_similarity(before.mean(0), goal, dim=0)))
         gene_cosines = torch.nn.functional.cosine_similarity(before[kept], matched_after, dim=1)
-        for position, cosine in zip(kept, gene_cosines):
-            affected.setdefault(GENES[cell[position] - 2], []).append(1 - float(cosine))
+        for rank, (position, cosine) in enumerate(zip(kept, gene_cosines)):
+            affected.append((GENES[cell[position] - 2], 1 - float(cosine), position == front + rank, in_combination))
     row = results[(results["kind"] == "gene") & (results["genes"] == GENES[0])].iloc[0]
     expected_cells = 4 if direction == "delete" else len(START_CELLS)  # [3, 2] keeps a gene; [13..18] lacks it
     assert row["n_cells"] == len(cosines) == expected_cells
     assert row["cell_cosine"] == pytest.approx(np.mean(cosines), abs=1e-5)
     assert row["goal_shift"] == pytest.approx(np.mean(goal_shifts), abs=1e-5)
-    mine = shifts[shifts["perturbed"] == GENES[0]].set_index("affected")
-    assert set(mine.index) == set(affected)
-    for gene, values in affected.items():
-        assert mine.loc[gene, "mean_shift"] == pytest.approx(np.mean(values), abs=1e-5)
-        assert mine.loc[gene, "n_cells"] == len(values)
+    combination_label = f"{GENES[0]}+{GENES[1]}"
+    for context, cells in (("", lambda in_combination: True), (combination_label, lambda in_combination: in_combination)):
+        mine = shifts[(shifts["perturbed"] == GENES[0]) & (shifts["context"].fillna("") == context)].set_index("affected")
+        expected = pd.DataFrame([entry for entry in affected if cells(entry[3])],
+                                columns=["gene", "shift", "unmoved", "in_combination"])
+        assert set(mine.index) == set(expected["gene"])
+        for gene, values in expected.groupby("gene"):
+            assert mine.loc[gene, "mean_shift"] == pytest.approx(values["shift"].mean(), abs=1e-5)
+            assert mine.loc[gene, "n_cells"] == len(values)
+            unmoved = values.loc[values["unmoved"], "shift"]
+            assert mine.loc[gene, "n_cells_unmoved"] == len(unmoved)
+            if len(unmoved):
+                assert mine.loc[gene, "mean_shift_unmoved"] == pytest.approx(unmoved.mean(), abs=1e-5)
+            else:
+                assert np.isnan(mine.loc[gene, "mean_shift_unmoved"])
     combination = results[results["kind"] == "combination"].iloc[0]
-    assert combination["genes"] == f"{GENES[0]}+{GENES[1]}"
+    assert combination["genes"] == combination_label
     assert np.isfinite(combination["synergy"]) and (results["kind"] == "random").sum() == 3
+    null_pairs = results[results["kind"] == "random_pair"]
+    null_synergy = null_pairs["synergy"].dropna()  # a pair no cell holds both of has none (deletion)
+    assert len(null_pairs) == 2 and len(null_synergy) >= 1
+    assert combination["synergy_percentile"] == pytest.approx(100 * np.mean(null_synergy <= combination["synergy"]))
+    assert results["analysis"].isna().all() and (results["direction"] == direction).all()
+
+
+def test_genes_in_too_few_cells_are_reported_but_not_ranked(small_run):
+    results, _ = _run(small_run, "delete", min_cells=3, max_genes=30, analysis="treatment")
+    genes = results[results["kind"] == "gene"]
+    assert (genes["ranked"] == (genes["n_cells"] >= 3)).all() and not genes["ranked"].all()
+    assert genes.loc[~genes["ranked"], ["p_cell_shift", "fdr_cell_shift"]].isna().all().all()
+    assert genes.loc[genes["ranked"], "p_cell_shift"].notna().all()
+    assert (results["analysis"] == "treatment").all()
 
 
 def test_run_is_seeded_and_refuses_bad_input(small_run):
@@ -243,52 +285,82 @@ TRUTH = {
 
 
 def _results_table() -> pd.DataFrame:
-    genes = ["D", "P1", "P2", "C1", "C2"] + [f"X{i}" for i in range(15)]
-    cell_shift = [0.9, 0.2, 0.3, 0.05, 0.06] + list(np.linspace(0.1, 0.5, 15))
-    table = pd.DataFrame({"direction": "delete", "start_state": "DCM", "goal_state": "NF", "kind": "gene",
-                          "genes": genes, "n_cells": 10, "cell_shift": cell_shift,
-                          "goal_shift": np.array(cell_shift) / 10, "fdr_cell_shift": 0.01, "fdr_goal_shift": 0.02,
-                          "cell_shift_null_mean": 0.1, "goal_shift_null_mean": 0.01,
+    genes = ["D", "P1", "P2", "C1", "C2"] + [f"X{i}" for i in range(15)] + ["C3"]
+    cell_shift = [0.9, 0.2, 0.3, 0.05, 0.06] + list(np.linspace(0.1, 0.5, 15)) + [0.99]
+    table = pd.DataFrame({"analysis": "treatment", "direction": "delete", "start_state": "DCM", "goal_state": "NF",
+                          "kind": "gene", "genes": genes, "n_cells": [10] * 20 + [2], "ranked": [True] * 20 + [False],
+                          "cell_shift": cell_shift, "goal_shift": np.array(cell_shift) / 10, "fdr_cell_shift": 0.01,
+                          "fdr_goal_shift": 0.02, "cell_shift_null_mean": 0.1, "goal_shift_null_mean": 0.01,
                           "member_cell_shifts": "", "synergy": np.nan, "member_goal_shifts": "",
-                          "goal_synergy": np.nan})
+                          "goal_synergy": np.nan, "synergy_percentile": np.nan, "goal_synergy_percentile": np.nan,
+                          "synergy_null_mean": -0.05})
     pair = {**table.iloc[1].to_dict(), "kind": "combination", "genes": "P1+P2", "cell_shift": 0.6,
             "goal_shift": 0.06, "member_cell_shifts": "0.2;0.3", "synergy": 0.1, "member_goal_shifts": "0.02;0.03",
-            "goal_synergy": 0.01}
+            "goal_synergy": 0.01, "synergy_percentile": 95.0, "goal_synergy_percentile": 90.0}
+    weak_pair = {**pair, "genes": "P2+P1", "cell_shift": 0.01}  # placed below every gene: rank 21 of 21
     null = {**table.iloc[5].to_dict(), "kind": "random", "genes": "N1"}
-    return pd.concat([table, pd.DataFrame([pair, null])], ignore_index=True)
+    return pd.concat([table, pd.DataFrame([pair, null])], ignore_index=True), weak_pair
+
+
+# Gene shifts: the driver's targets T* shift more than others when their positions are kept (but
+# not over all cells); the pair's co-bound target Q1 shifts more jointly than P1 and P2 alone add up.
+SHIFTS = pd.DataFrame([
+    *[("D", "", gene, all_cells, unmoved) for gene, all_cells, unmoved in
+      [("T1", 0.1, 0.5), ("T2", 0.1, 0.6), ("T3", 0.1, 0.7), ("Y1", 0.9, 0.1), ("Y2", 0.9, 0.2), ("Y3", 0.9, 0.15)]],
+    ("P1+P2", "", "Q1", 0.4, 0.4), ("P1+P2", "", "Y1", 0.1, 0.1), ("P1+P2", "", "Y2", 0.1, 0.1),
+    ("P1", "P1+P2", "Q1", 0.1, 0.1), ("P1", "P1+P2", "Y1", 0.05, 0.05), ("P1", "P1+P2", "Y2", 0.06, 0.06),
+    ("P2", "P1+P2", "Q1", 0.1, 0.1), ("P2", "P1+P2", "Y1", 0.05, 0.05), ("P2", "P1+P2", "Y2", 0.05, 0.05),
+    ("P1", "", "Q1", 0.9, 0.9),  # the member on all its cells: not what the synergy uses
+], columns=["perturbed", "context", "affected", "mean_shift", "mean_shift_unmoved"]).assign(
+    n_cells=5, n_cells_unmoved=5)
 
 
 def test_truth_table_ranks_planted_genes_and_tests_driver_targets(tmp_path):
-    _results_table().to_csv(tmp_path / "delete.tsv", sep="\t", index=False)
-    shifts = pd.DataFrame({"perturbed": ["D"] * 6 + ["P1+P2"] * 2,
-                           "affected": ["T1", "T2", "T3", "Y1", "Y2", "Y3", "Q1", "Y1"],
-                           "mean_shift": [0.5, 0.6, 0.7, 0.1, 0.2, 0.15, 0.4, 0.1], "n_cells": 5})
-    shifts.to_csv(tmp_path / "shifts.tsv", sep="\t", index=False)
-    (tmp_path / "truth.json").write_text(json.dumps(TRUTH))
+    results, weak_pair = _results_table()
+    results.to_csv(tmp_path / "delete.tsv", sep="\t", index=False)
+    SHIFTS.to_csv(tmp_path / "shifts.tsv", sep="\t", index=False)
+    (tmp_path / "truth.json").write_text(json.dumps({**TRUTH, "control_genes": ["C1", "C2", "C3"]}))
     perturbation_truth([str(tmp_path / "delete.tsv")], [str(tmp_path / "shifts.tsv")], tmp_path / "truth.json",
                        tmp_path / "truth.csv")
-    table = pd.read_csv(tmp_path / "truth.csv").set_index(["role", "genes", "metric"])["value"]
+    truth = pd.read_csv(tmp_path / "truth.csv")
+    assert set(truth["analysis"]) == {"treatment"} and set(truth["direction"]) == {"delete"}
+    table = truth.set_index(["role", "genes", "metric"])["value"]
     assert table[("driver", "D", "rank_cell_shift")] == 1
-    assert table[("driver", "D", "top_percent_cell_shift")] == pytest.approx(5.0)  # 1 of 20 tested genes
+    assert table[("driver", "D", "top_percent_cell_shift")] == pytest.approx(5.0)  # 1 of 20 ranked genes
     assert table[("pair", "P1+P2", "rank_cell_shift")] == 2  # 0.6 beats every gene but the driver
+    assert table[("pair", "P1+P2", "top_percent_cell_shift")] == pytest.approx(100 * 2 / 21)  # among 20 genes + itself
     assert table[("pair", "P1+P2", "synergy")] == pytest.approx(0.1)
+    assert table[("pair", "P1+P2", "synergy_percentile")] == pytest.approx(95.0)
     assert table[("control", "C1", "rank_cell_shift")] == 20
+    assert table[("control", "C3", "ranked")] == 0 and np.isnan(table[("control", "C3", "rank_cell_shift")])
+    assert table[("control", "C3", "n_cells")] == 2  # reported, not ranked: 2 cells can reach any rank
+    assert table[("controls", "C1+C2+C3", "n_ranked")] == 2
     assert table[("driver_targets", "D", "mean_shift_targets")] == pytest.approx(0.6)
     assert table[("driver_targets", "D", "mean_shift_non_targets")] == pytest.approx(0.15)
     assert table[("driver_targets", "D", "p_targets_greater")] < 0.1
+    assert table[("driver_targets", "D", "p_targets_greater_all_positions")] > 0.9
     assert table[("pair_targets", "P1+P2", "n_targets")] == 1
+    assert table[("pair_targets", "P1+P2", "target_synergy")] == pytest.approx(0.2)  # 0.4 - (0.1 + 0.1)
+    assert table[("pair_targets", "P1+P2", "non_target_synergy")] == pytest.approx((0.0 - 0.01) / 2)
+    results.iloc[:-2].pipe(lambda genes: pd.concat([genes, pd.DataFrame([weak_pair])])).to_csv(
+        tmp_path / "weak.tsv", sep="\t", index=False)
+    perturbation_truth([str(tmp_path / "weak.tsv")], [str(tmp_path / "shifts.tsv")], tmp_path / "truth.json",
+                       tmp_path / "weak.csv")
+    weak = pd.read_csv(tmp_path / "weak.csv").set_index(["role", "genes", "metric"])["value"]
+    assert weak[("pair", "P2+P1", "top_percent_cell_shift")] == pytest.approx(100.0)  # never above 100
     with pytest.raises(InputError, match="one gene shift file per results file"):
         perturbation_truth([str(tmp_path / "delete.tsv")], [], tmp_path / "truth.json", tmp_path / "x.csv")
 
 
 def test_perturbation_figures_are_written(tmp_path):
-    table = _results_table()
+    table, _ = _results_table()
     table.to_csv(tmp_path / "delete.tsv", sep="\t", index=False)
     table.assign(direction="overexpress").to_csv(tmp_path / "overexpress.tsv", sep="\t", index=False)
+    SHIFTS.to_csv(tmp_path / "shifts.tsv", sep="\t", index=False)
     (tmp_path / "truth.json").write_text(json.dumps(TRUTH))
     paths = plot_perturbation([str(tmp_path / "delete.tsv"), str(tmp_path / "overexpress.tsv")], tmp_path / "figures",
-                              str(tmp_path / "truth.json"), top_n=5)
-    names = ("shifts", "top_genes", "combinations")
+                              str(tmp_path / "truth.json"), [str(tmp_path / "shifts.tsv")] * 2, top_n=5)
+    names = ("shifts", "top_genes", "combinations", "targets")
     assert sorted(path.name for path in paths) == sorted(
         f"perturbation_{name}.{suffix}" for name in names for suffix in ("png", "pdf"))
     assert all(path.stat().st_size > 1000 for path in paths)

@@ -86,7 +86,9 @@ def test_test_preset_end_to_end(preset_run):
     truth = pd.read_csv(workdir / "results/tables/perturbation_truth.csv")
     assert {"driver", "pair", "control"} <= set(truth["role"]), truth["role"].unique()
     assert {"delete", "overexpress"} <= set(truth["direction"])
-    for name in ("shifts", "top_genes", "combinations"):
+    assert set(truth["analysis"]) == {"treatment", "disease_modelling", "target_deletion"}
+    assert {"p_targets_greater", "target_synergy", "synergy_percentile"} <= set(truth["metric"])
+    for name in ("shifts", "top_genes", "combinations", "targets"):
         assert (workdir / f"results/figures/perturbation_{name}.png").stat().st_size > 10_000
     folds = pd.read_csv(workdir / "results/cardiomyopathy_donor_folds/folds.tsv", sep="\t")
     assert (folds.groupby("group")["fold"].nunique() == 1).all()  # no donor in two folds

@@ -7,6 +7,7 @@ savefig renders PNG with the Agg canvas and PDF with the PDF canvas. Each figure
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .evaluate import (
     roc_class_indices,
 )
 from .io_utils import atomic_path
+from .perturbation_tables import JOIN, gene_shifts_of, pair_gene_synergy, targets_against_others
 
 ROC_GRID = np.linspace(0, 1, 100)  # Geneformer's mean ROC: each fold interpolated on 100 FPR points
 DPI = 150
@@ -306,18 +308,19 @@ PERTURBATION_ROLE_COLOURS = {"driver": "tab:red", "pair member": "tab:purple", "
                              "": "tab:grey"}
 
 
-def planted_roles(truth_json: str | Path | None) -> dict[str, str]:
-    """Ensembl ID -> planted role (driver, pair member, control) from a simulator truth file."""
-    import json
-
-    if truth_json is None:
-        return {}
-    truth = json.loads(Path(truth_json).read_text())
+def planted_roles(truth: dict) -> dict[str, str]:
+    """Ensembl ID -> planted role (driver, pair member, control) from a simulator truth file's contents."""
     roles = {gene: "control" for gene in truth.get("control_genes", [])}
     roles.update({gene: "pair member" for gene in truth.get("cooperating_pair", {}).get("genes", [])})
     if "driver" in truth:
         roles[truth["driver"]["gene"]] = "driver"
     return roles
+
+
+def analysis_title(table: pd.DataFrame) -> str:
+    """"name (direction)" of one perturbation run's table."""
+    analysis, direction = table["analysis"].iloc[0], table["direction"].iloc[0]
+    return f"{analysis} ({direction})" if analysis and analysis != direction else direction
 
 
 def perturbation_metric(table: pd.DataFrame) -> str:
@@ -344,7 +347,7 @@ def plot_shift_distribution(tables: list[pd.DataFrame], roles: dict[str, str]) -
         start, goal = table["start_state"].iloc[0], table["goal_state"].iloc[0]
         toward = f", toward {goal}" if metric == "goal_shift" else ""
         axis.set(xlabel=f"{metric.replace('_', ' ')} per gene (mean over cells)", ylabel="density",
-                 title=f"{table['direction'].iloc[0]} in {start}{toward}")
+                 title=f"{analysis_title(table)} in {start}{toward}")
         axis.legend(fontsize=7, frameon=False)
     figure.suptitle("In silico perturbation: shifts of tested vs random genes")
     return figure
@@ -365,7 +368,7 @@ def plot_top_perturbed_genes(tables: list[pd.DataFrame], roles: dict[str, str], 
         axis.set_yticks(np.arange(len(top)), top["genes"], fontsize=7)
         axis.axvline(table[f"{metric}_null_mean"].iloc[0], color="black", linestyle="--", linewidth=0.8,
                      label="random genes (mean)")
-        axis.set(xlabel=metric.replace("_", " "), title=f"{table['direction'].iloc[0]}: top {len(top)} genes")
+        axis.set(xlabel=metric.replace("_", " "), title=f"{analysis_title(table)}: top {len(top)} genes")
         handles = [matplotlib.patches.Patch(color=PERTURBATION_ROLE_COLOURS[role], label=role)
                    for role in dict.fromkeys(roles.get(gene, "") for gene in top["genes"]) if role]
         axis.legend(handles=[*axis.get_legend_handles_labels()[0], *handles], fontsize=7, frameon=False,
@@ -386,7 +389,7 @@ def plot_combination_effects(tables: list[pd.DataFrame]) -> Figure:
     for axis, (table, row) in zip(axes, panels):
         metric = perturbation_metric(table)
         prefix = "goal" if metric == "goal_shift" else "cell"
-        members = row["genes"].split("+")
+        members = row["genes"].split(JOIN)
         singles = [float(value) for value in str(row[f"member_{prefix}_shifts"]).split(";")] \
             if isinstance(row[f"member_{prefix}_shifts"], str) else [np.nan] * len(members)
         values = singles + [float(np.sum(singles)), float(row[metric])]
@@ -395,25 +398,74 @@ def plot_combination_effects(tables: list[pd.DataFrame]) -> Figure:
         axis.bar(np.arange(len(values)), values, color=colours)
         axis.axhline(0, color="black", linewidth=0.8)
         axis.set_xticks(np.arange(len(values)), names, rotation=30, ha="right", fontsize=7)
-        synergy = row["goal_synergy" if prefix == "goal" else "synergy"]
+        column = "goal_synergy" if prefix == "goal" else "synergy"
+        synergy = row[column]
         axis.set(ylabel=metric.replace("_", " "),
-                 title=f"{row['direction']}: {prefix} shift synergy {synergy:+.3g}\n({int(row['n_cells'])} cells)")
+                 title=f"{analysis_title(table)}: {prefix} shift synergy {synergy:+.3g}\n"
+                       f"({int(row['n_cells'])} cells; {row[f'{column}_percentile']:.0f}th percentile of random pairs)")
     figure.suptitle("In silico perturbation: combinations vs their members")
     return figure
 
 
+def plot_target_shifts(tables: list[pd.DataFrame], gene_shifts: list[pd.DataFrame], truth: dict) -> Figure:
+    """Per analysis (columns), like the source documents' target figures: the per-gene shifts of the
+    driver's targets and of the other genes when the driver is perturbed, the same for the pair's
+    co-bound targets when the pair is, and each gene's pair synergy (joint minus the sum of the
+    single shifts); genes that kept their position only (perturb's mean_shift_unmoved)."""
+    driver, pair = truth["driver"], truth["cooperating_pair"]
+    figure = Figure(figsize=(4.2 * len(tables), 8.4), layout="constrained")
+    axes = figure.subplots(3, len(tables), squeeze=False)
+    for column, (table, shifts) in enumerate(zip(tables, gene_shifts)):
+        pair_rows = table[(table["kind"] == "combination")
+                          & table["genes"].map(lambda label: sorted(label.split(JOIN)) == sorted(pair["genes"]))]
+        pair_label = pair_rows["genes"].iloc[0] if len(pair_rows) else JOIN.join(pair["genes"])
+        panels = [(gene_shifts_of(shifts, driver["gene"]), driver["target_genes"], "driver perturbed: gene shift"),
+                  (gene_shifts_of(shifts, pair_label), pair["target_genes"], "pair perturbed: gene shift"),
+                  (pair_gene_synergy(shifts, pair_label), pair["target_genes"], "pair synergy per gene")]
+        for axis, (values, targets, label) in zip(axes[:, column], panels):
+            is_target = values.index.isin(targets)
+            groups = [values[is_target].to_numpy(), values[~is_target].to_numpy()]
+            names = [f"targets ({len(groups[0])})", f"other genes ({len(groups[1])})"]
+            title = f"{analysis_title(table)}\n" if axis is axes[0, column] else ""
+            if not all(len(group) for group in groups):
+                axis.text(0.5, 0.5, "no target kept its position", ha="center", va="center", transform=axis.transAxes)
+                axis.set_axis_off()
+                axis.set_title(title, fontsize=9)
+                continue
+            axis.boxplot(groups, showfliers=False, widths=0.5)
+            jitter = np.random.default_rng(0)
+            for place, (group, colour) in enumerate(zip(groups, ("tab:red", "tab:grey")), start=1):
+                axis.scatter(place + jitter.uniform(-0.15, 0.15, len(group)), group, s=6, alpha=0.5, color=colour)
+            axis.set_xticks([1, 2], names, fontsize=8)
+            axis.axhline(0, color="black", linewidth=0.5)
+            p_value = targets_against_others(values, targets)[-1]
+            axis.set_ylabel(label)
+            axis.set_title(f"{title}targets > others: one-sided p = {p_value:.2g}", fontsize=9)
+    figure.suptitle("In silico perturbation: planted targets vs other genes (positions unchanged)")
+    return figure
+
+
 def plot_perturbation(results_tsvs: list[str], output_dir: str | Path, truth_json: str | None = None,
-                      top_n: int = 20) -> list[Path]:
+                      gene_shifts_tsvs: list[str] | None = None, top_n: int = 20) -> list[Path]:
     """Write perturbation_shifts, perturbation_top_genes and perturbation_combinations (PNG, PDF)
-    from perturb.run_perturbation tables (one per direction); planted genes marked when truth_json
-    is given."""
+    from perturb.run_perturbation tables (one per analysis); planted genes marked when truth_json
+    is given, and with the gene shift tables (same order) also perturbation_targets."""
     if not results_tsvs:
         raise InputError("results_tsvs", "is empty", "pass the perturbation results of at least one direction")
+    if gene_shifts_tsvs and len(gene_shifts_tsvs) != len(results_tsvs):
+        raise InputError("gene_shifts_tsvs", f"{len(gene_shifts_tsvs)} files for {len(results_tsvs)} results files",
+                         "give one gene shift file per results file, in the same order")
     tables = [pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""]) for path in results_tsvs]
-    roles = planted_roles(truth_json)
+    truth = json.loads(Path(truth_json).read_text()) if truth_json else {}
+    roles = planted_roles(truth)
     output_dir = Path(output_dir)
-    return [
+    paths = [
         *save_figure(plot_shift_distribution(tables, roles), output_dir, "perturbation_shifts"),
         *save_figure(plot_top_perturbed_genes(tables, roles, top_n), output_dir, "perturbation_top_genes"),
         *save_figure(plot_combination_effects(tables), output_dir, "perturbation_combinations"),
     ]
+    if "driver" in truth and gene_shifts_tsvs:
+        shifts = [pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""]) for path in gene_shifts_tsvs]
+        figure = plot_target_shifts(tables, shifts, truth)
+        paths += save_figure(figure, output_dir, "perturbation_targets")
+    return paths

@@ -14,7 +14,12 @@ Effects, at one layer (default the second-to-last) of the model's token states:
   original's perturbed positions (and, for overexpression, positions cut off at the end) are left out
   before pooling, and the perturbed cell's front (overexpressed) positions too, so both sides pool
   the same genes. Cell shift = 1 - cell cosine.
-- gene shift: 1 - cosine between each kept gene's state before and after.
+- gene shift: 1 - cosine between each kept gene's state before and after. A gene whose position
+  changed (downstream of a deleted gene, or between the front and an overexpressed gene's old place)
+  also gets a different position embedding, which alone shifts it more than any attention effect
+  (in the default model ~27x for the genes after a deleted one); the gene shift table keeps these
+  apart: `mean_shift` over every cell, `mean_shift_unmoved` over the cells where the affected gene
+  kept its position, the comparison the target tests use.
 - goal-state shift: cos(perturbed cell, goal centroid) - cos(original cell, goal centroid), with
   whole-cell embeddings (every position), the goal centroid being the mean embedding of (at most
   max_cells) unperturbed goal-state cells. Positive: the perturbation moves the cell toward the goal.
@@ -22,18 +27,25 @@ Effects, at one layer (default the second-to-last) of the model's token states:
 Statistics: each tested gene's (and combination's) per-cell shifts against the pooled per-cell shifts
 of `n_null_genes` random genes (drawn, seeded, from the genes present in at least min_cell_fraction
 of the start cells, the genes named by the user excepted) perturbed the same way in the same cells:
-two-sided Mann-Whitney U, then Benjamini-Hochberg FDR over the tested genes (and, separately, over
-the combinations); for the cell shift and, with a goal state, the goal shift. Geneformer's own
-statistics compare against the pooled shifts of all perturbed genes with a rank-sum test.
+two-sided Mann-Whitney U, then Benjamini-Hochberg FDR over the ranked genes (and, separately, over
+the combinations); for the cell shift and, with a goal state, the goal shift. A perturbation done in
+fewer than `min_cells` cells is reported but not ranked (ranked = False, no p-value): a gene held by
+two cells can reach any rank by chance. Geneformer's own statistics compare against the pooled
+shifts of all perturbed genes with a rank-sum test.
 
 Combinations: synergy = the joint shift minus the sum of the members' single shifts, over the cells
 where the combination and every member were perturbed (for deletion: the cells holding all members).
+Its sign alone means little (deleting any two genes is sub-additive in cosine terms), so
+`n_null_pairs` random pairs of null genes are perturbed too and each combination's synergy is placed
+among theirs (synergy_null_mean, _sd and _percentile). For gene-level synergy the members are also
+recorded on the combination's cells only (gene shift rows whose `context` names the combination).
 
-Results table (one row per role and perturbation): kind (gene | combination | random), genes
-(Ensembl IDs, "+"-joined for combinations), n_cells perturbed, n_cells_holding (cells holding every
-gene), cell_cosine, cell_shift, goal_shift, the random genes' means, p_/fdr_ for both shifts,
-member_*_shifts (";"-joined) and synergy / goal_synergy for combinations. Gene shift table: perturbed,
-affected, mean_shift (1 - cosine of the affected gene's state), n_cells.
+Results table (one row per role and perturbation): kind (gene | combination | random |
+random_pair), genes (Ensembl IDs, "+"-joined for combinations), n_cells perturbed, n_cells_holding
+(cells holding every gene), ranked, cell_cosine, cell_shift, goal_shift, the random genes' means,
+p_/fdr_ for both shifts, member_*_shifts (";"-joined) and synergy / goal_synergy with their null
+placement for combinations. Gene shift table: perturbed, context, affected, mean_shift, n_cells,
+mean_shift_unmoved, n_cells_unmoved.
 
 Batching: start cells go through the model once per batch of cells (original states kept for that
 batch only); every (perturbation, cell) pair of those cells is edited as one ragged array and run in
@@ -60,12 +72,12 @@ from .embeddings import cell_embeddings, encoder, load_encoder_model, token_stat
 from .errors import InputError
 from .io_utils import atomic_path, write_tsv
 from .model import autocast, pick_device
+from .perturbation_tables import JOIN, gene_shifts_of, pair_gene_synergy, targets_against_others
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("delete", "overexpress")
-GENE, COMBINATION, NULL = "gene", "combination", "random"  # "null" would read back as NaN
-JOIN = "+"  # a combination's genes in one cell of the tables, in the order given
+GENE, COMBINATION, NULL, NULL_PAIR = "gene", "combination", "random", "random_pair"  # "null" reads back as NaN
 MEMBER_JOIN = ";"
 
 
@@ -165,9 +177,18 @@ def overexpress_tokens(tokens: RaggedTokens, targets: np.ndarray | list[int] | R
     return _edit(tokens, per_row, kept, n_front, n_present)
 
 
+def _kept_positions(original: RaggedTokens, edit: Edit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each kept gene (in `edit.kept` order): its row, its position before and after the edit."""
+    rows = _row_of_value(original)[edit.kept]
+    n_kept = np.bincount(rows, minlength=len(original))
+    rank = np.arange(len(rows)) - _offsets(n_kept)[rows]
+    return rows, _position_in_row(original)[edit.kept], edit.n_front[rows] + rank
+
+
 def matched_cosines(original_states: torch.Tensor, original_index: np.ndarray, original: RaggedTokens,
-                    edit: Edit, perturbed_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell cosine per edited row and gene cosine per kept gene (in `edit.kept` order).
+                    edit: Edit, perturbed_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Cell cosine per edited row; gene cosine per kept gene (in `edit.kept` order) and whether
+    that gene kept its position.
 
     original_states: (cells x positions x hidden) of the unedited cells; original_index: for each
     row of `original` (the edited rows' originals), its cell in original_states; perturbed_states:
@@ -175,19 +196,17 @@ def matched_cosines(original_states: torch.Tensor, original_index: np.ndarray, o
     (the cosine of the sums equals the cosine of the means).
     """
     device = perturbed_states.device
-    rows = _row_of_value(original)[edit.kept]
-    n_kept = np.bincount(rows, minlength=len(original))
-    rank = np.arange(len(rows)) - _offsets(n_kept)[rows]
+    rows, position_before, position_after = _kept_positions(original, edit)
     before = original_states[torch.as_tensor(original_index[rows], device=device),
-                             torch.as_tensor(_position_in_row(original)[edit.kept], device=device)]
-    after = perturbed_states[torch.as_tensor(rows, device=device),
-                             torch.as_tensor(edit.n_front[rows] + rank, device=device)]
+                             torch.as_tensor(position_before, device=device)]
+    after = perturbed_states[torch.as_tensor(rows, device=device), torch.as_tensor(position_after, device=device)]
     gene_cosine = torch.nn.functional.cosine_similarity(before, after, dim=1)
     row_index = torch.as_tensor(rows, device=device)
     shape = (len(original), before.shape[1])
     before_sum = torch.zeros(shape, device=device, dtype=before.dtype).index_add_(0, row_index, before)
     after_sum = torch.zeros(shape, device=device, dtype=after.dtype).index_add_(0, row_index, after)
-    return torch.nn.functional.cosine_similarity(before_sum, after_sum, dim=1), gene_cosine
+    return (torch.nn.functional.cosine_similarity(before_sum, after_sum, dim=1), gene_cosine,
+            position_before == position_after)
 
 
 def null_statistics(values: list[np.ndarray], null_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,11 +266,12 @@ def _token_ids(genes: list[str], token_of_gene: dict[str, int], source: str) -> 
 
 def plan_perturbations(presence: np.ndarray, n_cells: int, gene_of_token: dict[int, str], genes: list[str] | None,
                        combinations: list[list[str]], max_genes: int, min_cell_fraction: float, n_null_genes: int,
-                       rng: np.random.Generator) -> Plan:
+                       n_null_pairs: int, rng: np.random.Generator) -> Plan:
     """Tested genes: the given ones (planted genes are often rare in a short encoding, so they must
     be named), the combination members, and the max_genes genes present in the most start cells (in
-    at least min_cell_fraction of them; the genes they are ranked against). Then the combinations
-    and the null genes; each perturbation is listed once."""
+    at least min_cell_fraction of them; the genes they are ranked against). Then the combinations,
+    the null genes and up to n_null_pairs distinct pairs of null genes (the combinations' null);
+    each perturbation is listed once."""
     token_of_gene = {gene: token for token, gene in gene_of_token.items()}
     candidates = np.array(sorted(gene_of_token), dtype=np.int64)
     candidates = candidates[candidates < len(presence)]
@@ -275,10 +295,12 @@ def plan_perturbations(presence: np.ndarray, n_cells: int, gene_of_token: dict[i
     if len(pool) < n_null_genes:
         log.warning("only %d genes for a null of %d", len(pool), n_null_genes)
     null = rng.choice(pool, size=min(n_null_genes, len(pool)), replace=False).tolist() if n_null_genes else []
+    null_pairs = _random_pairs(null, n_null_pairs, rng)
 
     kinds_of: dict[tuple[int, ...], set[str]] = {}  # insertion-ordered: a perturbation's index is its place
     for key, kind in [((token,), GENE) for token in tested] + [((token,), NULL) for token in null] + \
-            [(tuple(combination), COMBINATION) for combination in combination_tokens]:
+            [(tuple(combination), COMBINATION) for combination in combination_tokens] + \
+            [(pair, NULL_PAIR) for pair in null_pairs]:
         kinds_of.setdefault(key, set()).add(kind)
     keys = list(kinds_of)
     index_of = {key: index for index, key in enumerate(keys)}
@@ -289,6 +311,15 @@ def plan_perturbations(presence: np.ndarray, n_cells: int, gene_of_token: dict[i
         list(kinds_of.values()),
         [[index_of[(token,)] for token in key] if len(key) > 1 else [] for key in keys],
     )
+
+
+def _random_pairs(genes: list[int], n_pairs: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Up to n_pairs distinct unordered pairs of `genes`, drawn (seeded) without replacement."""
+    first, second = np.triu_indices(len(genes), k=1)
+    if n_pairs == 0 or len(first) == 0:
+        return []
+    chosen = np.sort(rng.choice(len(first), size=min(n_pairs, len(first)), replace=False))
+    return [(genes[i], genes[j]) for i, j in zip(first[chosen], second[chosen])]
 
 
 def _jobs(cells: RaggedTokens, plan: Plan, direction: str, vocab_span: int
@@ -307,6 +338,29 @@ def _jobs(cells: RaggedTokens, plan: Plan, direction: str, vocab_span: int
     return perturbation, cell, holds_all.sum(axis=0)
 
 
+def _job_records(plan: Plan, job_perturbation: np.ndarray, job_cell: np.ndarray, n_cells: int
+                 ) -> tuple[RaggedTokens, list[tuple[str, str]]]:
+    """The gene-shift records each job adds to (ragged, one row per job) and each record's
+    (perturbed, context): a tested gene or combination on all its cells (context ""), and each
+    member of a combination again on the combination's cells only (context = the combination)."""
+    own = [index for index, kinds in enumerate(plan.kinds) if kinds & {GENE, COMBINATION}]
+    record_of = np.full(len(plan.labels), -1, dtype=np.int64)
+    record_of[own] = np.arange(len(own))
+    labels = [(plan.labels[index], "") for index in own]
+    is_own = record_of[job_perturbation] >= 0
+    jobs, records = [np.flatnonzero(is_own)], [record_of[job_perturbation[is_own]]]
+    job_key = job_perturbation * n_cells + job_cell  # increasing: jobs come sorted by perturbation, then cell
+    for combination in (index for index, kinds in enumerate(plan.kinds) if COMBINATION in kinds):
+        cells = job_cell[job_perturbation == combination]
+        for member in plan.members[combination]:
+            jobs.append(np.searchsorted(job_key, member * n_cells + cells))  # a member runs wherever its set does
+            records.append(np.full(len(cells), len(labels)))
+            labels.append((plan.labels[member], plan.labels[combination]))
+    job, record = np.concatenate(jobs), np.concatenate(records)
+    order = np.argsort(job, kind="stable")
+    return RaggedTokens(record[order], _offsets(np.bincount(job, minlength=len(job_cell)))), labels
+
+
 def _edit_cells(direction: str, originals: RaggedTokens, targets: RaggedTokens, max_length: int) -> Edit:
     if direction == "delete":
         return delete_tokens(originals, targets)
@@ -316,13 +370,13 @@ def _edit_cells(direction: str, originals: RaggedTokens, targets: RaggedTokens, 
 @torch.no_grad()
 def run_jobs(model: torch.nn.Module, cells: RaggedTokens, plan: Plan, job_perturbation: np.ndarray,
              job_cell: np.ndarray, direction: str, max_length: int, goal_centroid: torch.Tensor | None,
-             record_of_perturbation: np.ndarray, vocab_span: int, layer: int, batch_size: int,
+             job_records: RaggedTokens, n_records: int, vocab_span: int, layer: int, batch_size: int,
              device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per job: cell cosine and goal shift (NaN without a goal); per (record, affected token): summed
-    gene shift and cell count, for the perturbations with a record (>= 0)."""
-    n_records = int(record_of_perturbation.max(initial=-1)) + 1
-    shift_sums = torch.zeros(n_records * vocab_span, dtype=torch.float64, device=device)
-    shift_counts = torch.zeros(n_records * vocab_span, dtype=torch.float64, device=device)
+    """Per job: cell cosine and goal shift (NaN without a goal). Per (record, affected token), for
+    all cells [0] and for the cells where the affected gene kept its position [1]: summed gene shift
+    and cell count (shape 2 x records x vocab_span each)."""
+    shift_sums = torch.zeros(2 * n_records * vocab_span, dtype=torch.float64, device=device)
+    shift_counts = torch.zeros(2 * n_records * vocab_span, dtype=torch.float64, device=device)
     cell_cosine = np.full(len(job_cell), np.nan)
     goal_shift = np.full(len(job_cell), np.nan)
     cell_batches = inference_batches(cells.lengths, batch_size)
@@ -352,23 +406,30 @@ def run_jobs(model: torch.nn.Module, cells: RaggedTokens, plan: Plan, job_pertur
             with autocast(device):
                 perturbed_states = token_states(model, ids, mask, layer)
             local = local_of_cell[job_cell[jobs]]
-            cosine, gene_cosine = matched_cosines(original_states, local, originals, edit, perturbed_states)
+            cosine, gene_cosine, unmoved = matched_cosines(original_states, local, originals, edit, perturbed_states)
             cell_cosine[jobs] = cosine.cpu().numpy()
             if goal_centroid is not None:
                 perturbed_embeddings = cell_embeddings(perturbed_states, mask, cls_first=False)
                 to_goal = torch.nn.functional.cosine_similarity(perturbed_embeddings, goal_centroid[None])
                 before = original_cosine_to_goal[torch.as_tensor(local, device=device)]
                 goal_shift[jobs] = (to_goal - before).cpu().numpy()
-            record = record_of_perturbation[job_perturbation[jobs]][_row_of_value(originals)[edit.kept]]
-            recorded = torch.as_tensor(record >= 0, device=device)
-            if bool(recorded.any()):
-                keys = torch.as_tensor(record * vocab_span + originals.values[edit.kept], device=device)[recorded]
-                shift_sums.index_add_(0, keys, (1.0 - gene_cosine[recorded]).double())
-                shift_counts.index_add_(0, keys, torch.ones_like(keys, dtype=torch.float64))
+            records = job_records.subset(jobs)
+            if len(records.values):
+                kept_of_row = RaggedTokens(np.arange(len(gene_cosine)), _offsets(
+                    np.bincount(_row_of_value(originals)[edit.kept], minlength=len(jobs))))
+                gathered = kept_of_row.subset(_row_of_value(records))
+                record = np.repeat(records.values, kept_of_row.lengths[_row_of_value(records)])
+                key = record * vocab_span + originals.values[edit.kept][gathered.values]
+                key = np.concatenate([key, (n_records * vocab_span + key)[unmoved[gathered.values]]])
+                shift = (1.0 - gene_cosine).double()[torch.as_tensor(gathered.values, device=device)]
+                shift = torch.cat([shift, shift[torch.as_tensor(unmoved[gathered.values], device=device)]])
+                key = torch.as_tensor(key, device=device)
+                shift_sums.index_add_(0, key, shift)
+                shift_counts.index_add_(0, key, torch.ones_like(shift))
             progress.update(len(jobs))
     progress.close()
-    return (cell_cosine, goal_shift, shift_sums.cpu().numpy().reshape(n_records, vocab_span),
-            shift_counts.cpu().numpy().reshape(n_records, vocab_span))
+    return (cell_cosine, goal_shift, shift_sums.cpu().numpy().reshape(2, n_records, vocab_span),
+            shift_counts.cpu().numpy().reshape(2, n_records, vocab_span))
 
 
 def _segments(values: np.ndarray, job_perturbation: np.ndarray, n_perturbations: int) -> list[np.ndarray]:
@@ -378,7 +439,7 @@ def _segments(values: np.ndarray, job_perturbation: np.ndarray, n_perturbations:
 
 def _results_table(plan: Plan, job_perturbation: np.ndarray, job_cell: np.ndarray, n_cells: int,
                    cell_cosine: np.ndarray, goal_shift: np.ndarray, n_holding: np.ndarray,
-                   has_goal: bool) -> pd.DataFrame:
+                   has_goal: bool, min_cells: int) -> pd.DataFrame:
     """One row per (role, perturbation): means, null comparison, and synergy for combinations."""
     n_perturbations = len(plan.labels)
     cell_shift = 1.0 - cell_cosine
@@ -392,14 +453,16 @@ def _results_table(plan: Plan, job_perturbation: np.ndarray, job_cell: np.ndarra
     null_cell = np.concatenate([cell_shifts[i] for i in np.flatnonzero(is_null)] or [np.array([])])
     null_goal = np.concatenate([goal_shifts[i] for i in np.flatnonzero(is_null)] or [np.array([])])
     rows = []
-    for kind in (GENE, COMBINATION, NULL):
+    for kind in (GENE, COMBINATION, NULL, NULL_PAIR):
         chosen = [i for i in range(n_perturbations) if kind in plan.kinds[i]]
+        n_cells_of = np.array([len(cell_shifts[i]) for i in chosen], dtype=np.int64)
         table = pd.DataFrame({
             "kind": kind,
             "genes": [plan.labels[i] for i in chosen],
             "n_genes": plan.tokens.lengths[chosen],
-            "n_cells": [len(cell_shifts[i]) for i in chosen],
+            "n_cells": n_cells_of,
             "n_cells_holding": n_holding[chosen],
+            "ranked": n_cells_of >= min_cells,
             "cell_cosine": [np.mean(cell_cosines[i]) if len(cell_cosines[i]) else np.nan for i in chosen],
         })
         table["cell_shift"] = 1.0 - table["cell_cosine"]
@@ -407,16 +470,26 @@ def _results_table(plan: Plan, job_perturbation: np.ndarray, job_cell: np.ndarra
                                for i in chosen]
         table["cell_shift_null_mean"] = np.mean(null_cell) if len(null_cell) else np.nan
         table["goal_shift_null_mean"] = np.mean(null_goal) if has_goal and len(null_goal) else np.nan
-        tested = kind != NULL
-        table["p_cell_shift"], table["fdr_cell_shift"] = (
-            null_statistics([cell_shifts[i] for i in chosen], null_cell) if tested else (np.nan, np.nan))
-        table["p_goal_shift"], table["fdr_goal_shift"] = (
-            null_statistics([goal_shifts[i] for i in chosen], null_goal) if tested and has_goal else (np.nan, np.nan))
+        for name, shifts, null, wanted in (("cell_shift", cell_shifts, null_cell, True),
+                                           ("goal_shift", goal_shifts, null_goal, has_goal)):
+            table[f"p_{name}"], table[f"fdr_{name}"] = np.nan, np.nan
+            ranked = np.flatnonzero(table["ranked"].to_numpy()) if wanted and kind in (GENE, COMBINATION) else []
+            if len(ranked):
+                table.loc[ranked, f"p_{name}"], table.loc[ranked, f"fdr_{name}"] = null_statistics(
+                    [shifts[chosen[i]] for i in ranked], null)
         for name, column in (("cell", "synergy"), ("goal", "goal_synergy")):
             table[f"member_{name}_shifts"], table[column] = zip(
                 *[_synergy(by_cell[name], i, plan.members[i]) for i in chosen]) if chosen else ([], [])
         rows.append(table)
-    return pd.concat(rows, ignore_index=True)
+    results = pd.concat(rows, ignore_index=True)
+    for column in ("synergy", "goal_synergy"):
+        null_synergy = results.loc[results["kind"] == NULL_PAIR, column].dropna().to_numpy()
+        results[f"{column}_null_mean"] = np.mean(null_synergy) if len(null_synergy) else np.nan
+        results[f"{column}_null_sd"] = np.std(null_synergy, ddof=1) if len(null_synergy) > 1 else np.nan
+        results[f"{column}_percentile"] = [
+            100.0 * np.mean(null_synergy <= value) if len(null_synergy) and np.isfinite(value) else np.nan
+            for value in results[column]]
+    return results
 
 
 def _synergy(by_cell: np.ndarray, combination: int, members: list[int]) -> tuple[str, float]:
@@ -432,17 +505,25 @@ def _synergy(by_cell: np.ndarray, combination: int, members: list[int]) -> tuple
     return MEMBER_JOIN.join(f"{value:.6g}" for value in singles), float(joint - singles.sum())
 
 
-def _gene_shift_table(plan: Plan, recorded: np.ndarray, sums: np.ndarray, counts: np.ndarray,
+def _gene_shift_table(labels: list[tuple[str, str]], sums: np.ndarray, counts: np.ndarray,
                       gene_of_token: dict[int, str]) -> pd.DataFrame:
-    record, token = np.nonzero(counts)
-    token_genes = np.array([gene_of_token.get(int(t), str(t)) for t in token], dtype=object)
+    """One row per (record, affected gene) seen: mean shift over all its cells and over the cells
+    where it kept its position (run_jobs' sums and counts, [all, unmoved])."""
+    record, token = np.nonzero(counts[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums[:, record, token] / counts[:, record, token]
+    perturbed, context = (np.asarray([label[part] for label in labels], dtype=object)[record] if len(record)
+                          else [] for part in (0, 1))
     table = pd.DataFrame({
-        "perturbed": np.asarray(plan.labels, dtype=object)[recorded][record] if len(record) else [],
-        "affected": token_genes,
-        "mean_shift": sums[record, token] / counts[record, token],
-        "n_cells": counts[record, token].astype(np.int64),
+        "perturbed": perturbed,
+        "context": context,
+        "affected": np.array([gene_of_token.get(int(t), str(t)) for t in token], dtype=object),
+        "mean_shift": means[0],
+        "n_cells": counts[0, record, token].astype(np.int64),
+        "mean_shift_unmoved": means[1],
+        "n_cells_unmoved": counts[1, record, token].astype(np.int64),
     })
-    return table.sort_values(["perturbed", "mean_shift"], ascending=[True, False], ignore_index=True)
+    return table.sort_values(["perturbed", "context", "mean_shift"], ascending=[True, True, False], ignore_index=True)
 
 
 def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_dictionary_tsv: str | Path,
@@ -450,10 +531,12 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
                      genes: list[str] | None, combinations: list[list[str]], max_cells: int, max_genes: int,
                      min_cell_fraction: float, n_null_genes: int, layer: int, batch_size: int, seed: int,
                      output_tsv: str | Path, output_gene_shifts_tsv: str | Path, threads: int = 1,
-                     gpus: int | None = None, truth_json: str | Path | None = None) -> None:
+                     gpus: int | None = None, truth_json: str | Path | None = None, analysis: str = "",
+                     min_cells: int = 10, n_null_pairs: int = 20) -> None:
     """Perturb tested genes, combinations and null genes in (at most max_cells, seeded) start-state
     cells; write per-perturbation effects with null statistics (output_tsv), and the mean shift of
-    every other gene for the tested genes and combinations (output_gene_shifts_tsv).
+    every other gene for the tested genes and combinations (output_gene_shifts_tsv). `analysis`
+    names the run in the tables (e.g. the config's analysis name).
 
     Tested genes: `genes` (Ensembl IDs; may be null), the combination members, and the max_genes
     genes present in the most start cells (at least min_cell_fraction of them; 0 tests only the
@@ -463,9 +546,11 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
     need not read the file before it exists."""
     if direction not in DIRECTIONS:
         raise InputError("direction", f"'{direction}' is not a perturbation", f"use one of {DIRECTIONS}")
-    if max_cells < 1 or batch_size < 1 or max_genes < 0 or n_null_genes < 0 or not 0 <= min_cell_fraction <= 1:
-        raise InputError("perturbation settings", "max_cells and batch_size must be >= 1, max_genes and "
-                         "n_null_genes >= 0 and min_cell_fraction in [0, 1]", "fix the perturbation settings")
+    if max_cells < 1 or batch_size < 1 or min(max_genes, n_null_genes, n_null_pairs, min_cells) < 0 \
+            or not 0 <= min_cell_fraction <= 1:
+        raise InputError("perturbation settings", "max_cells and batch_size must be >= 1, max_genes, n_null_genes, "
+                         "n_null_pairs and min_cells >= 0 and min_cell_fraction in [0, 1]",
+                         "fix the perturbation settings")
     if truth_json is not None:
         genes, combinations = _with_planted_genes(genes, combinations, truth_json)
     torch.set_num_threads(threads)
@@ -487,7 +572,7 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
     vocab_span = max(vocabulary.values()) + 1
     presence = np.bincount(cells.values, minlength=vocab_span)
     plan = plan_perturbations(presence, len(cells), gene_of_token, genes, combinations, max_genes,
-                              min_cell_fraction, n_null_genes, rng)
+                              min_cell_fraction, n_null_genes, n_null_pairs, rng)
     model = _load_encoder(checkpoint, vocab_span, seed)
     max_length = model.config.max_position_embeddings
     device = pick_device(gpus)
@@ -500,21 +585,21 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
     if direction == "delete" and (n_holding == 0).any():
         log.warning("no %s cell holds %s: nothing to delete", start_state,
                     ", ".join(np.asarray(plan.labels)[n_holding == 0][:10]))
-    recorded = np.array([bool(kinds & {GENE, COMBINATION}) for kinds in plan.kinds])
-    record_of_perturbation = np.where(recorded, np.cumsum(recorded) - 1, -1)
-    log.info("%s: %d perturbations (%d tested genes, %d combinations, %d null genes) in %d %s cells, %d forward cells",
-             direction, len(plan.labels), sum(GENE in k for k in plan.kinds), sum(COMBINATION in k for k in plan.kinds),
-             sum(NULL in k for k in plan.kinds), len(cells), start_state, len(job_cell))
+    job_records, record_labels = _job_records(plan, job_perturbation, job_cell, len(cells))
+    log.info("%s: %d perturbations (%d tested genes, %d combinations, %d null genes, %d null pairs) in %d %s cells, "
+             "%d forward cells", direction, len(plan.labels), *(sum(kind in k for k in plan.kinds)
+                                                                 for kind in (GENE, COMBINATION, NULL, NULL_PAIR)),
+             len(cells), start_state, len(job_cell))
     cell_cosine, goal_shift, sums, counts = run_jobs(
         model, cells, plan, job_perturbation, job_cell, direction, max_length, goal_centroid,
-        record_of_perturbation, vocab_span, layer, batch_size, device)
+        job_records, len(record_labels), vocab_span, layer, batch_size, device)
     results = _results_table(plan, job_perturbation, job_cell, len(cells), cell_cosine, goal_shift, n_holding,
-                             goal_state is not None)
-    results.insert(0, "direction", direction)
-    results.insert(1, "start_state", start_state)
-    results.insert(2, "goal_state", goal_state or "")
+                             goal_state is not None, min_cells)
+    for place, (column, value) in enumerate({"analysis": analysis, "direction": direction, "start_state": start_state,
+                                             "goal_state": goal_state or ""}.items()):
+        results.insert(place, column, value)
     write_tsv(results, output_tsv, float_format="%.6g")
-    write_tsv(_gene_shift_table(plan, recorded, sums, counts, gene_of_token), output_gene_shifts_tsv,
+    write_tsv(_gene_shift_table(record_labels, sums, counts, gene_of_token), output_gene_shifts_tsv,
               float_format="%.6g")
 
 
@@ -545,24 +630,30 @@ def _centroid(model: torch.nn.Module, cells: RaggedTokens, layer: int, batch_siz
     return total / len(cells)
 
 
-def _rank(values: pd.Series, value: float) -> tuple[float, float]:
-    """1 + the number of tested genes with a larger value (NaN for NaN), and 100 * rank / n."""
+def _rank(values: pd.Series, value: float, is_one_of_values: bool) -> tuple[float, float]:
+    """1 + the number of `values` larger than value (NaN for NaN), and 100 * rank / n, n counting
+    the value itself when it is not one of them (a combination placed among single genes)."""
     if not np.isfinite(value):
         return np.nan, np.nan
     rank = 1 + int((values.dropna() > value).sum())
-    return float(rank), 100.0 * rank / max(values.notna().sum(), 1)
+    return float(rank), 100.0 * rank / max(values.notna().sum() + (not is_one_of_values), 1)
 
 
 def perturbation_truth(results_tsvs: list[str], gene_shifts_tsvs: list[str], truth_json: str | Path,
                        output_csv: str | Path) -> None:
     """Where the simulator's planted genes rank among the tested genes, whether the driver's targets
-    (and the pair's) shift more than other genes when it (the pair) is perturbed, and the pair's
-    synergy: one tidy CSV (role, genes, direction, metric, value) over every run given (one per
-    direction; results_tsvs[i] pairs with gene_shifts_tsvs[i]).
+    (and the pair's) shift more than other genes when it (the pair) is deleted or overexpressed, and
+    the pair's synergy: one tidy CSV (role, genes, analysis, direction, metric, value) over every
+    run given (one per analysis; results_tsvs[i] pairs with gene_shifts_tsvs[i]).
 
-    rank: 1 = the largest shift among the tested genes; top_percent = 100 * rank / n tested genes
-    (a gene in the top 5% has top_percent <= 5). p_targets_greater: one-sided Mann-Whitney U of the
-    targets' mean gene shifts against the other affected genes'.
+    rank: 1 = the largest shift among the ranked tested genes (perturbed in >= min_cells cells);
+    top_percent = 100 * rank / n (a gene in the top 5% has top_percent <= 5). A planted gene
+    perturbed in fewer cells is reported with `ranked` 0 and no rank. Targets: one-sided
+    Mann-Whitney U of the targets' mean gene shifts against the other affected genes', over the
+    cells where each affected gene kept its position (p_targets_greater; *_all_positions: every
+    cell). Pair: cell / goal synergy and their percentile among random pairs of null genes; target
+    synergy = the joint deletion's shift of each co-bound target minus the sum of the members'
+    shifts of it on the same cells, against the same quantity for the other affected genes.
     """
     if len(results_tsvs) != len(gene_shifts_tsvs) or not results_tsvs:
         raise InputError("perturbation_truth", f"{len(results_tsvs)} results files for {len(gene_shifts_tsvs)} "
@@ -573,63 +664,68 @@ def perturbation_truth(results_tsvs: list[str], gene_shifts_tsvs: list[str], tru
                          "use the truth file of the simulated cardiomyocytes")
     records = [record for results_tsv, shifts_tsv in zip(results_tsvs, gene_shifts_tsvs)
                for record in _truth_records(pd.read_csv(results_tsv, sep="\t", keep_default_na=False, na_values=[""]),
-                                            pd.read_csv(shifts_tsv, sep="\t"), truth)]
+                                            pd.read_csv(shifts_tsv, sep="\t", keep_default_na=False,
+                                                        na_values=[""]), truth)]
     with atomic_path(output_csv) as temporary:
         pd.DataFrame.from_records(records).to_csv(temporary, index=False, float_format="%.6g")
 
 
 def _truth_records(results: pd.DataFrame, shifts: pd.DataFrame, truth: dict) -> list[dict]:
-    """perturbation_truth's rows for one direction's results."""
+    """perturbation_truth's rows for one analysis's results."""
     direction = str(results["direction"].iloc[0]) if len(results) else ""
-    tested = results[results["kind"] == GENE].set_index("genes")
+    analysis = str(results["analysis"].iloc[0]) if len(results) and results["analysis"].iloc[0] else direction
+    genes = results[results["kind"] == GENE].set_index("genes")
+    ranked = genes[genes["ranked"].astype(bool)]
     driver, pair, controls = truth["driver"]["gene"], truth["cooperating_pair"]["genes"], truth["control_genes"]
     records: list[dict] = []
 
     def add(role: str, genes: str, metric: str, value: float) -> None:
-        records.append({"role": role, "genes": genes, "direction": direction, "metric": metric, "value": value})
+        records.append({"role": role, "genes": genes, "analysis": analysis, "direction": direction, "metric": metric,
+                        "value": value})
 
-    def placement(role: str, genes: str, row: pd.Series | None) -> dict[str, float]:
+    def placement(role: str, label: str, row: pd.Series | None, is_gene: bool) -> dict[str, float]:
         """Add the row's shifts, ranks and FDRs; return its top_percent per shift."""
         top = {}
-        add(role, genes, "tested", float(row is not None))
-        add(role, genes, "n_tested_genes", float(len(tested)))
-        add(role, genes, "n_cells", np.nan if row is None else float(row["n_cells"]))
+        is_ranked = row is not None and bool(row["ranked"])
+        add(role, label, "tested", float(row is not None))
+        add(role, label, "ranked", float(is_ranked))
+        add(role, label, "n_tested_genes", float(len(ranked)))
+        add(role, label, "n_cells", np.nan if row is None else float(row["n_cells"]))
         for column in ("cell_shift", "goal_shift"):
-            value = np.nan if row is None else float(row[column])
-            rank, top[column] = _rank(tested[column], value)
-            add(role, genes, column, value)
-            add(role, genes, f"rank_{column}", rank)
-            add(role, genes, f"top_percent_{column}", top[column])
-            add(role, genes, f"fdr_{column}", np.nan if row is None else float(row[f"fdr_{column}"]))
+            value = float(row[column]) if row is not None else np.nan
+            rank, top[column] = _rank(ranked[column], value if is_ranked else np.nan, is_gene)
+            add(role, label, column, value)
+            add(role, label, f"rank_{column}", rank)
+            add(role, label, f"top_percent_{column}", top[column])
+            add(role, label, f"fdr_{column}", np.nan if row is None else float(row[f"fdr_{column}"]))
         return top
 
-    def tested_row(gene: str) -> pd.Series | None:
-        return tested.loc[gene] if gene in tested.index else None
+    def gene_row(gene: str) -> pd.Series | None:
+        return genes.loc[gene] if gene in genes.index else None
 
-    placement("driver", driver, tested_row(driver))
+    placement("driver", driver, gene_row(driver), True)
     for gene in pair:
-        placement("pair_member", gene, tested_row(gene))
+        placement("pair_member", gene, gene_row(gene), True)
     combinations = results[results["kind"] == COMBINATION]
-    pair_rows = combinations[combinations["genes"].map(lambda genes: sorted(genes.split(JOIN)) == sorted(pair))]
+    pair_rows = combinations[combinations["genes"].map(lambda label: sorted(label.split(JOIN)) == sorted(pair))]
     pair_row = pair_rows.iloc[0] if len(pair_rows) else None
     pair_label = pair_row["genes"] if pair_row is not None else JOIN.join(pair)
-    placement("pair", pair_label, pair_row)
-    for column in ("synergy", "goal_synergy"):
+    placement("pair", pair_label, pair_row, False)
+    for column in ("synergy", "goal_synergy", "synergy_percentile", "goal_synergy_percentile", "synergy_null_mean"):
         add("pair", pair_label, column, np.nan if pair_row is None else float(pair_row[column]))
-    control_top = [placement("control", gene, tested_row(gene))["cell_shift"] for gene in controls]
+    control_top = [placement("control", gene, gene_row(gene), True)["cell_shift"] for gene in controls]
+    add("controls", JOIN.join(controls), "n_ranked", float(np.isfinite(control_top).sum()))
     add("controls", JOIN.join(controls), "median_top_percent_cell_shift",
         float(np.nanmedian(control_top)) if np.isfinite(control_top).any() else np.nan)
     for role, perturbed, targets in (("driver_targets", driver, truth["driver"]["target_genes"]),
                                      ("pair_targets", pair_label, truth["cooperating_pair"]["target_genes"])):
-        affected = shifts[shifts["perturbed"] == perturbed]
-        is_target = affected["affected"].isin(targets).to_numpy()
-        shift = affected["mean_shift"].to_numpy()
-        on_target, off_target = shift[is_target], shift[~is_target]
-        add(role, perturbed, "n_targets", float(len(on_target)))
-        add(role, perturbed, "n_non_targets", float(len(off_target)))
-        add(role, perturbed, "mean_shift_targets", float(on_target.mean()) if len(on_target) else np.nan)
-        add(role, perturbed, "mean_shift_non_targets", float(off_target.mean()) if len(off_target) else np.nan)
-        add(role, perturbed, "p_targets_greater",
-            float(mannwhitneyu(on_target, off_target, alternative="greater").pvalue)
-            if len(on_target) and len(off_target) else np.nan)
+        for column, suffix in (("mean_shift_unmoved", ""), ("mean_shift", "_all_positions")):
+            names = ("n_targets", "n_non_targets", "mean_shift_targets", "mean_shift_non_targets", "p_targets_greater")
+            for name, value in zip(names, targets_against_others(gene_shifts_of(shifts, perturbed, column), targets)):
+                add(role, perturbed, f"{name}{suffix}", value)
+    names = ("n_targets_synergy", "n_non_targets_synergy", "target_synergy", "non_target_synergy",
+             "p_target_synergy_greater")
+    synergy = pair_gene_synergy(shifts, pair_label)
+    for name, value in zip(names, targets_against_others(synergy, truth["cooperating_pair"]["target_genes"])):
+        add("pair_targets", pair_label, name, value)
     return records
