@@ -522,7 +522,9 @@ def simulate_corpus(world: World, simulation: dict[str, Any], seed: int) -> Simu
     donor_log_factors = rng.normal(0.0, 0.1, (n_donors, world.n_genes))
     donor_median = simulation["median_library_size"] * np.exp(rng.normal(0.0, 0.25, n_donors))
     library_size = _draw_library_sizes(donor_median[donor], np.full(n_cells, 0.45), rng)
-    plan = CellPlan(activity, ((donor_log_factors, donor),), library_size)
+    local_activity, local_effects = _corpus_cardiac_cells(world, seed, settings["cardiac_fraction"], activity)
+    plan = CellPlan(activity, ((donor_log_factors, donor),), library_size, local_activity=local_activity,
+                    local_effects=local_effects)
     counts = sample_counts(world, plan, rng, desc="corpus")
     program_names = [program.name for program in world.programs]
     donors = _level_names("donor", n_donors)
@@ -825,6 +827,62 @@ def _perturbation_gene_pool(world: World, role_programs: list[int]) -> np.ndarra
     return _in_expression_band(candidates, world.baseline_log_expression, PLANTED_GENE_BASELINE_QUANTILES)
 
 
+def _cardiomyocyte_roles(
+    world: World, rng: np.random.Generator
+) -> tuple[dict[str, int], np.ndarray, tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The cardiomyocytes' disease programs (program of role, background programs) and planted genes
+    (driver, pair, pair targets, controls), drawn first from the cardiomyocytes' stream: the corpus
+    redraws them from a fresh copy of that stream to plant the same regulation."""
+    _require_programs(world, CARDIOMYOCYTE_PROGRAM_ROLES, "cardiomyocytes")
+    program_of_role, background_programs = _assign_program_roles(world, CARDIOMYOCYTE_PROGRAM_ROLES, rng)
+    n_planted = 3 + N_PAIR_TARGETS + N_CONTROL_GENES
+    pool = _perturbation_gene_pool(world, list(program_of_role.values()))
+    if len(pool) < n_planted:
+        raise InputError(
+            "simulation.n_genes",
+            f"the cardiomyocytes need {n_planted} well-expressed genes outside their disease programs; "
+            f"the world has {len(pool)}",
+            "raise simulation.n_genes or lower simulation.dosage_genes.n_per_class",
+        )
+    planted = rng.choice(pool, size=n_planted, replace=False)
+    planted_genes = (planted[0], np.sort(planted[1:3]), np.sort(planted[3 : 3 + N_PAIR_TARGETS]),
+                     np.sort(planted[3 + N_PAIR_TARGETS :]))
+    return program_of_role, background_programs, planted_genes
+
+
+def _planted_regulation(world: World, driver: int, pair: np.ndarray, pair_targets: np.ndarray) -> np.ndarray:
+    """(local program x gene) log fold changes: the driver, each pair member (and, one member on,
+    its co-bound targets a little), and the pair together (its targets far more)."""
+    local_effects = np.zeros((4, world.n_genes))  # driver, first of pair, second of pair, pair together
+    local_effects[0, driver] = DRIVER_LOG_FOLD_CHANGE
+    local_effects[1, pair[0]] = local_effects[2, pair[1]] = PAIR_LOG_FOLD_CHANGE
+    local_effects[np.ix_([1, 2], pair_targets)] = PAIR_SINGLE_LOG_FOLD_CHANGE
+    local_effects[3, pair_targets] = PAIR_JOINT_LOG_FOLD_CHANGE
+    return local_effects
+
+
+def _corpus_cardiac_cells(
+    world: World, seed: int, fraction: float, activity: np.ndarray
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Cardiomyocyte-like corpus cells (a `fraction`, their own stream): the cardiomyocytes' driver
+    sets the failing-heart program and the pair its co-bound targets, as there, so that pretraining
+    can learn the links in silico deletion looks for (the corpus of Geneformer held real heart cells).
+    Adds to `activity` in place; returns the local (activity, effects) of the plan, None when off."""
+    if fraction == 0:
+        return None, None
+    program_of_role, _, (driver, pair, pair_targets, _) = _cardiomyocyte_roles(
+        world, stream_rng(seed, "cardiomyocytes"))
+    rng = stream_rng(seed, "corpus_cardiac")
+    n_cells = activity.shape[0]
+    cardiac = rng.random(n_cells) < fraction
+    driver_activity = cardiac * rng.uniform(0.0, MAX_DRIVER_ACTIVITY, n_cells)
+    activity[:, program_of_role["failing_heart"]] += FAILING_PROGRAM_ACTIVITY * driver_activity
+    pair_on = cardiac[:, None] & (rng.random((n_cells, 2)) < PAIR_ON_PROBABILITY)
+    pair_activity = pair_on * rng.uniform(*PAIR_ACTIVITY_RANGE, (n_cells, 2))
+    local_activity = np.column_stack([driver_activity, pair_activity, pair_activity.prod(axis=1)])
+    return local_activity, _planted_regulation(world, driver, pair, pair_targets)
+
+
 def simulate_cardiomyocytes(world: World, simulation: dict[str, Any], seed: int) -> SimulatedDataset:
     """NF, HCM and DCM cardiomyocytes: donors nested in disease with strong donor effects, a driver
     gene setting the failing-heart program, a cooperating gene pair and inert control genes."""
@@ -838,22 +896,8 @@ def simulate_cardiomyocytes(world: World, simulation: dict[str, Any], seed: int)
             f"{n_cells} cells cannot give {n_donors} donors {MIN_CELLS_PER_DONOR} cells each",
             f"set n_cells to at least {MIN_CELLS_PER_DONOR * n_donors} or use fewer donors_per_disease",
         )
-    _require_programs(world, CARDIOMYOCYTE_PROGRAM_ROLES, "cardiomyocytes")
     rng = stream_rng(seed, "cardiomyocytes")
-    program_of_role, background_programs = _assign_program_roles(world, CARDIOMYOCYTE_PROGRAM_ROLES, rng)
-    n_planted = 3 + N_PAIR_TARGETS + N_CONTROL_GENES
-    pool = _perturbation_gene_pool(world, list(program_of_role.values()))
-    if len(pool) < n_planted:
-        raise InputError(
-            "simulation.n_genes",
-            f"the cardiomyocytes need {n_planted} well-expressed genes outside their disease programs; "
-            f"the world has {len(pool)}",
-            "raise simulation.n_genes or lower simulation.dosage_genes.n_per_class",
-        )
-    planted = rng.choice(pool, size=n_planted, replace=False)
-    driver, pair = planted[0], np.sort(planted[1:3])
-    pair_targets = np.sort(planted[3 : 3 + N_PAIR_TARGETS])
-    controls = np.sort(planted[3 + N_PAIR_TARGETS :])
+    program_of_role, background_programs, (driver, pair, pair_targets, controls) = _cardiomyocyte_roles(world, rng)
 
     donor_disease = np.repeat(np.arange(len(DISEASES)), donors_per_disease)
     donor_weights = rng.dirichlet(np.full(n_donors, DONOR_CELL_CONCENTRATION))
@@ -885,11 +929,7 @@ def simulate_cardiomyocytes(world: World, simulation: dict[str, Any], seed: int)
 
     pair_on = rng.random((n_cells, 2)) < PAIR_ON_PROBABILITY
     pair_activity = pair_on * rng.uniform(*PAIR_ACTIVITY_RANGE, (n_cells, 2))
-    local_effects = np.zeros((4, world.n_genes))  # driver, first of pair, second of pair, pair together
-    local_effects[0, driver] = DRIVER_LOG_FOLD_CHANGE
-    local_effects[1, pair[0]] = local_effects[2, pair[1]] = PAIR_LOG_FOLD_CHANGE
-    local_effects[np.ix_([1, 2], pair_targets)] = PAIR_SINGLE_LOG_FOLD_CHANGE
-    local_effects[3, pair_targets] = PAIR_JOINT_LOG_FOLD_CHANGE
+    local_effects = _planted_regulation(world, driver, pair, pair_targets)
     local_activity = np.column_stack([driver_activity, pair_activity, pair_activity.prod(axis=1)])
 
     donor_log_factors = rng.normal(0.0, DONOR_GENE_LOG_SD, (n_donors, world.n_genes))
