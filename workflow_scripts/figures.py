@@ -27,7 +27,7 @@ from .evaluate import (
     roc_class_indices,
 )
 from .io_utils import atomic_path
-from .perturbation_tables import JOIN, gene_shifts_of, pair_gene_synergy, targets_against_others
+from .perturbation_tables import JOIN, combination_row, gene_shifts_of, pair_gene_synergy, targets_against_others
 
 ROC_GRID = np.linspace(0, 1, 100)  # Geneformer's mean ROC: each fold interpolated on 100 FPR points
 DPI = 150
@@ -416,9 +416,8 @@ def plot_target_shifts(tables: list[pd.DataFrame], gene_shifts: list[pd.DataFram
     figure = Figure(figsize=(4.2 * len(tables), 8.4), layout="constrained")
     axes = figure.subplots(3, len(tables), squeeze=False)
     for column, (table, shifts) in enumerate(zip(tables, gene_shifts)):
-        pair_rows = table[(table["kind"] == "combination")
-                          & table["genes"].map(lambda label: sorted(label.split(JOIN)) == sorted(pair["genes"]))]
-        pair_label = pair_rows["genes"].iloc[0] if len(pair_rows) else JOIN.join(pair["genes"])
+        pair_row = combination_row(table, pair["genes"])
+        pair_label = pair_row["genes"] if pair_row is not None else JOIN.join(pair["genes"])
         panels = [(gene_shifts_of(shifts, driver["gene"]), driver["target_genes"], "driver perturbed: gene shift"),
                   (gene_shifts_of(shifts, pair_label), pair["target_genes"], "pair perturbed: gene shift"),
                   (pair_gene_synergy(shifts, pair_label), pair["target_genes"], "pair synergy per gene")]

@@ -72,7 +72,13 @@ from .embeddings import cell_embeddings, encoder, load_encoder_model, token_stat
 from .errors import InputError
 from .io_utils import atomic_path, write_tsv
 from .model import autocast, pick_device
-from .perturbation_tables import JOIN, gene_shifts_of, pair_gene_synergy, targets_against_others
+from .perturbation_tables import (
+    JOIN,
+    combination_row,
+    gene_shifts_of,
+    pair_gene_synergy,
+    targets_against_others,
+)
 
 log = logging.getLogger(__name__)
 
@@ -706,9 +712,7 @@ def _truth_records(results: pd.DataFrame, shifts: pd.DataFrame, truth: dict) -> 
     placement("driver", driver, gene_row(driver), True)
     for gene in pair:
         placement("pair_member", gene, gene_row(gene), True)
-    combinations = results[results["kind"] == COMBINATION]
-    pair_rows = combinations[combinations["genes"].map(lambda label: sorted(label.split(JOIN)) == sorted(pair))]
-    pair_row = pair_rows.iloc[0] if len(pair_rows) else None
+    pair_row = combination_row(results, pair)
     pair_label = pair_row["genes"] if pair_row is not None else JOIN.join(pair)
     placement("pair", pair_label, pair_row, False)
     for column in ("synergy", "goal_synergy", "synergy_percentile", "goal_synergy_percentile", "synergy_null_mean"):

@@ -9,6 +9,13 @@ from scipy.stats import mannwhitneyu
 JOIN = "+"  # a combination's genes in one cell of the tables, in the order given
 
 
+def combination_row(results: pd.DataFrame, genes: list[str]) -> pd.Series | None:
+    """The results row of the combination of exactly these genes (in any order), if perturbed."""
+    rows = results[(results["kind"] == "combination")
+                   & results["genes"].map(lambda label: sorted(label.split(JOIN)) == sorted(genes))]
+    return rows.iloc[0] if len(rows) else None
+
+
 def gene_shifts_of(shifts: pd.DataFrame, perturbed: str, column: str = "mean_shift_unmoved",
                    context: str = "") -> pd.Series:
     """One record's per-affected-gene shifts (a gene shift table's `column`, NaN dropped)."""
