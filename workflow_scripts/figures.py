@@ -27,7 +27,14 @@ from .evaluate import (
     roc_class_indices,
 )
 from .io_utils import atomic_path
-from .perturbation_tables import JOIN, combination_row, gene_shifts_of, pair_gene_synergy, targets_against_others
+from .perturbation_tables import (
+    COMBINATION,
+    JOIN,
+    combination_row,
+    gene_shifts_of,
+    pair_gene_synergy,
+    targets_against_others,
+)
 
 ROC_GRID = np.linspace(0, 1, 100)  # Geneformer's mean ROC: each fold interpolated on 100 FPR points
 DPI = 150
@@ -380,7 +387,7 @@ def plot_top_perturbed_genes(tables: list[pd.DataFrame], roles: dict[str, str], 
 def plot_combination_effects(tables: list[pd.DataFrame]) -> Figure:
     """Per direction and combination: each member's single shift and their sum beside the joint
     shift, over the cells where all were perturbed (synergy = joint - sum)."""
-    panels = [(table, row) for table in tables for _, row in table[table["kind"] == "combination"].iterrows()]
+    panels = [(table, row) for table in tables for _, row in table[table["kind"] == COMBINATION].iterrows()]
     figure = Figure(figsize=(max(4.5, 3.6 * len(panels)), 3.8), layout="constrained")
     if not panels:
         figure.text(0.5, 0.5, "no combinations were perturbed", ha="center", va="center")

@@ -73,6 +73,7 @@ from .errors import InputError
 from .io_utils import atomic_path, write_tsv
 from .model import autocast, pick_device
 from .perturbation_tables import (
+    COMBINATION,
     JOIN,
     combination_row,
     gene_shifts_of,
@@ -83,7 +84,7 @@ from .perturbation_tables import (
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("delete", "overexpress")
-GENE, COMBINATION, NULL, NULL_PAIR = "gene", "combination", "random", "random_pair"  # "null" reads back as NaN
+GENE, NULL, NULL_PAIR = "gene", "random", "random_pair"  # "null" reads back as NaN
 MEMBER_JOIN = ";"
 
 

@@ -7,11 +7,12 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 JOIN = "+"  # a combination's genes in one cell of the tables, in the order given
+COMBINATION = "combination"  # the results table's `kind` of a perturbed gene combination
 
 
 def combination_row(results: pd.DataFrame, genes: list[str]) -> pd.Series | None:
     """The results row of the combination of exactly these genes (in any order), if perturbed."""
-    rows = results[(results["kind"] == "combination")
+    rows = results[(results["kind"] == COMBINATION)
                    & results["genes"].map(lambda label: sorted(label.split(JOIN)) == sorted(genes))]
     return rows.iloc[0] if len(rows) else None
 

@@ -861,6 +861,15 @@ def _planted_regulation(world: World, driver: int, pair: np.ndarray, pair_target
     return local_effects
 
 
+def _planted_activity(driver_activity: np.ndarray, carriers: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(cell x local program) activity of the planted regulation, columns as `_planted_regulation`'s
+    rows: the driver's, each pair member's (on in PAIR_ON_PROBABILITY of the `carriers`), and their product."""
+    n_cells = len(driver_activity)
+    pair_on = carriers[:, None] & (rng.random((n_cells, 2)) < PAIR_ON_PROBABILITY)
+    pair_activity = pair_on * rng.uniform(*PAIR_ACTIVITY_RANGE, (n_cells, 2))
+    return np.column_stack([driver_activity, pair_activity, pair_activity.prod(axis=1)])
+
+
 def _corpus_cardiac_cells(
     world: World, seed: int, fraction: float, activity: np.ndarray
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -877,10 +886,7 @@ def _corpus_cardiac_cells(
     cardiac = rng.random(n_cells) < fraction
     driver_activity = cardiac * rng.uniform(0.0, MAX_DRIVER_ACTIVITY, n_cells)
     activity[:, program_of_role["failing_heart"]] += FAILING_PROGRAM_ACTIVITY * driver_activity
-    pair_on = cardiac[:, None] & (rng.random((n_cells, 2)) < PAIR_ON_PROBABILITY)
-    pair_activity = pair_on * rng.uniform(*PAIR_ACTIVITY_RANGE, (n_cells, 2))
-    local_activity = np.column_stack([driver_activity, pair_activity, pair_activity.prod(axis=1)])
-    return local_activity, _planted_regulation(world, driver, pair, pair_targets)
+    return _planted_activity(driver_activity, cardiac, rng), _planted_regulation(world, driver, pair, pair_targets)
 
 
 def simulate_cardiomyocytes(world: World, simulation: dict[str, Any], seed: int) -> SimulatedDataset:
@@ -927,10 +933,8 @@ def simulate_cardiomyocytes(world: World, simulation: dict[str, Any], seed: int)
     for row, name in enumerate(DISEASES[1:], start=1):
         activity[:, program_of_role[name]] = np.where(disease == row, specific, 0.0)
 
-    pair_on = rng.random((n_cells, 2)) < PAIR_ON_PROBABILITY
-    pair_activity = pair_on * rng.uniform(*PAIR_ACTIVITY_RANGE, (n_cells, 2))
+    local_activity = _planted_activity(driver_activity, np.ones(n_cells, dtype=bool), rng)
     local_effects = _planted_regulation(world, driver, pair, pair_targets)
-    local_activity = np.column_stack([driver_activity, pair_activity, pair_activity.prod(axis=1)])
 
     donor_log_factors = rng.normal(0.0, DONOR_GENE_LOG_SD, (n_donors, world.n_genes))
     donor_median = simulation["median_library_size"] * np.exp(rng.normal(0.0, DONOR_LIBRARY_LOG_SD, n_donors))
