@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from workflow_scripts.dictionaries import BUILTIN, builtin_path, load_median_dictionary, load_token_dictionary
 from workflow_scripts.errors import InputError
-from workflow_scripts.tokenize import cell_rank_order, tokenize_dataset
+from workflow_scripts.tokenize import ranked_tokens, tokenize_dataset
 
 
 def write_counts(path: Path, dense: np.ndarray, gene_ids: list[str], obs: pd.DataFrame | None = None) -> Path:
@@ -97,15 +97,15 @@ def test_reference_data_has_ties_that_the_rule_orders():
 
 
 def test_rank_order_is_exact_for_values_that_differ_only_in_their_last_bits():
-    """The sort key keeps only a value's leading bits when the chunk has many cells: values a few
-    ulps apart (and exact ties) must still come out ordered by value, then token id."""
+    """The sort key keeps only a value's leading bits: values a few ulps apart (and exact ties) must
+    still come out ordered by value, then token id."""
     rng = np.random.default_rng(3)
-    n_cells, n_entries = 5000, 60_000  # 13 bits for the cell: the key drops the values' last 12 bits
-    rows = np.sort(rng.integers(0, n_cells, n_entries))
-    values = rng.choice([0.7, 1.3, 2.9], n_entries) * (1 + rng.integers(0, 8, n_entries) * np.finfo(float).eps)
-    tokens = rng.permutation(n_entries) + 4
-    expected = np.lexsort((tokens, -values, rows))
-    assert np.array_equal(cell_rank_order(rows, values, tokens, n_cells), expected)
+    n_cells, n_genes = 5000, 30  # 13 bits for the cell, 15 for the tokens: the key keeps 36 of a value's 63 bits
+    rows, genes = np.nonzero(rng.random((n_cells, n_genes)) < 0.4)
+    values = rng.choice([0.7, 1.3, 2.9], rows.size) * (1 + rng.integers(0, 8, rows.size) * np.finfo(float).eps)
+    gene_token = np.r_[rng.permutation(n_genes - 1) + 4, 25_425]
+    expected = gene_token[genes][np.lexsort((gene_token[genes], -values, rows))]
+    assert np.array_equal(ranked_tokens(rows, genes, values, gene_token), expected)
     assert len(np.unique(values)) == 24  # 3 magnitudes x 8 last-bit variants: near-ties and exact ties
 
 

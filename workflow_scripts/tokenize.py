@@ -11,7 +11,8 @@ genes is arbitrary; ties are common (a cell's single-count genes share a value w
 medians are equal), so tokenized sequences match the reference up to the order within ties.
 
 Each chunk of cells is encoded with one sort over all its non-zero entries and per-cell truncation
-by position within the cell, with no loop over cells or genes (see `cell_rank_order`). Rows are streamed to an Arrow file on disk, so memory follows the chunk size
+by position within the cell, with no loop over cells or genes (see `ranked_tokens`). Rows are streamed
+to an Arrow file on disk, so memory follows the chunk size
 (plus the cell ids and requested obs columns, held as strings for all cells).
 """
 
@@ -62,31 +63,59 @@ def gene_vocabulary(
     return np.where(usable, gene_token, -1).astype(np.int64), gene_median
 
 
-def cell_rank_order(rows: np.ndarray, values: np.ndarray, tokens: np.ndarray, n_cells: int) -> np.ndarray:
-    """Order of a chunk's entries by cell, then value descending, then token id: exact, with one sort.
+def ranked_tokens(rows: np.ndarray, genes: np.ndarray, values: np.ndarray, gene_token: np.ndarray) -> np.ndarray:
+    """Token ids of a chunk's entries ordered by cell, then value descending, then token id: exact, one sort.
 
-    The bit pattern of a positive float64 orders like its value, so one unsigned 64-bit key holds
-    the cell in its high bits and the (inverted) value's leading bits below: an argsort of one
-    integer array, several times cheaper than sorting on two keys. Entries whose keys collide (tied
-    values, or values equal in all the bits the key keeps: a few percent) are reordered by their
-    exact value and token id, among themselves only.
+    Entries come in canonical CSR order (cells ascending, genes ascending within a cell), each gene
+    with its own non-negative token (so a cell never holds a token twice). The bit pattern of a
+    positive float64 orders like its value, so one unsigned 64-bit key holds the cell in its high
+    bits, the (inverted) value's leading bits in the middle and the token id in the low bits; sorting
+    these keys in place (no argsort) orders ties by token id, and the sorted keys are the tokens.
+    Neighbours whose cell and kept value bits agree but whose values differ below those bits (rare:
+    equal in about 9 significant digits) are put back in exact order, within their group only.
     """
-    cell_bits = max(int(n_cells - 1).bit_length(), 1)
-    value_bits = 64 - cell_bits  # of the value's 63 bits (the sign bit is 0), the leading ones that fit
-    inverted = (np.int64(np.iinfo(np.int64).max) - values.view(np.int64)).astype(np.uint64)
-    key = (rows.astype(np.uint64) << np.uint64(value_bits)) | (inverted >> np.uint64(63 - value_bits))
-    order = np.argsort(key)
-    sorted_key = key[order]
-    collides = sorted_key[1:] == sorted_key[:-1]
-    if collides.any():
-        in_group = np.zeros(order.size, dtype=bool)
-        in_group[1:] = collides
-        in_group[:-1] |= collides
-        positions = np.flatnonzero(in_group)
-        group = np.cumsum(np.r_[True, sorted_key[positions[1:]] != sorted_key[positions[:-1]]])
-        entries = order[positions]
-        order[positions] = entries[np.lexsort((tokens[entries], -values[entries], group))]
-    return order
+    tokens = gene_token[genes]
+    n_cells = int(rows[-1]) + 1 if rows.size else 1
+    token_bits = max(int(gene_token.max()).bit_length(), 1)
+    value_bits = 64 - token_bits - max(int(n_cells - 1).bit_length(), 1)
+    key = np.iinfo(np.int64).max - values.view(np.int64)  # non-negative, ascending as values descend
+    key >>= 63 - value_bits
+    key = key.view(np.uint64)
+    key |= rows.astype(np.uint64) << np.uint64(value_bits)
+    key <<= np.uint64(token_bits)
+    key |= tokens.view(np.uint64)
+    key.sort()
+    ranked = (key & np.uint64((1 << token_bits) - 1)).view(np.int64)
+    key >>= np.uint64(token_bits)
+    collides = np.flatnonzero(key[1:] == key[:-1])
+    if collides.size:
+        _restore_exact_order(ranked, key, collides, rows, genes, values, gene_token, value_bits)
+    return ranked
+
+
+def _restore_exact_order(
+    ranked: np.ndarray, cell_value_key: np.ndarray, collides: np.ndarray, rows: np.ndarray, genes: np.ndarray,
+    values: np.ndarray, gene_token: np.ndarray, value_bits: int,
+) -> None:
+    """Reorder, in place, the groups of sorted entries whose keys agree but whose exact values are not descending.
+
+    A colliding entry is found back in the CSR entries by (cell, gene), which are sorted there.
+    """
+    in_group = np.zeros(ranked.size, dtype=bool)
+    in_group[collides] = in_group[collides + 1] = True
+    positions = np.flatnonzero(in_group)
+    column_of_token = np.full(int(gene_token.max()) + 1, -1, dtype=np.int64)
+    column_of_token[gene_token[gene_token >= 0]] = np.flatnonzero(gene_token >= 0)
+    n_columns = np.int64(gene_token.size)
+    cells = (cell_value_key[positions] >> np.uint64(value_bits)).astype(np.int64)
+    entries = np.searchsorted(rows * n_columns + genes, cells * n_columns + column_of_token[ranked[positions]])
+    exact = values[entries]
+    group = np.cumsum(np.r_[True, cell_value_key[positions[1:]] != cell_value_key[positions[:-1]]])
+    out_of_order = np.unique(group[1:][(group[1:] == group[:-1]) & (exact[1:] > exact[:-1])])
+    if out_of_order.size:
+        fix = np.isin(group, out_of_order)
+        order = np.lexsort((ranked[positions[fix]], -exact[fix], group[fix]))
+        ranked[positions[fix]] = ranked[positions[fix]][order]
 
 
 def rank_value_encode(
@@ -97,16 +126,15 @@ def rank_value_encode(
     if (gene_token < 0).any():
         in_vocabulary = gene_token[genes] >= 0
         rows, genes, values = rows[in_vocabulary], genes[in_vocabulary], values[in_vocabulary]
-    values = values / gene_median[genes]
-    tokens = gene_token[genes]
+    values /= gene_median[genes]
+    ranked = ranked_tokens(rows, genes, values, gene_token)
     n_cells = chunk.matrix.shape[0]
-    order = cell_rank_order(rows, values, tokens, n_cells)
     genes_per_cell = np.bincount(rows, minlength=n_cells)
     if genes_per_cell.max(initial=0) > n_gene_tokens:
-        # rows are ascending (CSR) and the cell leads the sort key, so rows[order] == rows
-        position_in_cell = np.arange(order.size) - (np.cumsum(genes_per_cell) - genes_per_cell)[rows]
-        order = order[position_in_cell < n_gene_tokens]
-    return tokens[order].astype(np.int32), np.minimum(genes_per_cell, n_gene_tokens)
+        # the cell leads the sort key, so the ranked entries keep the cells' CSR order and sizes
+        position_in_cell = np.arange(ranked.size) - (np.cumsum(genes_per_cell) - genes_per_cell)[rows]
+        ranked = ranked[position_in_cell < n_gene_tokens]
+    return ranked.astype(np.int32), np.minimum(genes_per_cell, n_gene_tokens)
 
 
 def _input_ids(gene_tokens: np.ndarray, lengths: np.ndarray, special: tuple[int, int] | None) -> pa.ListArray:
