@@ -71,8 +71,10 @@ def ranked_tokens(rows: np.ndarray, genes: np.ndarray, values: np.ndarray, gene_
     positive float64 orders like its value, so one unsigned 64-bit key holds the cell in its high
     bits, the (inverted) value's leading bits in the middle and the token id in the low bits; sorting
     these keys in place (no argsort) orders ties by token id, and the sorted keys are the tokens.
-    Neighbours whose cell and kept value bits agree but whose values differ below those bits (rare:
-    equal in about 9 significant digits) are put back in exact order, within their group only.
+    Neighbours whose keys agree in cell and value bits are checked against their exact values: tied
+    values are already in order, values that differ only below the kept bits (rare: the key keeps
+    about 8 significant digits with a 2,000-cell chunk and a 25,000-token vocabulary) are put back in
+    exact order, within their group only.
     """
     tokens = gene_token[genes]
     n_cells = int(rows[-1]) + 1 if rows.size else 1
