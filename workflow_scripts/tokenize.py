@@ -91,17 +91,18 @@ def ranked_tokens(rows: np.ndarray, genes: np.ndarray, values: np.ndarray, gene_
     key >>= np.uint64(token_bits)
     collides = np.flatnonzero(key[1:] == key[:-1])
     if collides.size:
-        _restore_exact_order(ranked, key, collides, rows, genes, values, gene_token, value_bits)
+        _restore_exact_order(ranked, key, collides, rows, genes, values, gene_token)
     return ranked
 
 
 def _restore_exact_order(
     ranked: np.ndarray, cell_value_key: np.ndarray, collides: np.ndarray, rows: np.ndarray, genes: np.ndarray,
-    values: np.ndarray, gene_token: np.ndarray, value_bits: int,
+    values: np.ndarray, gene_token: np.ndarray,
 ) -> None:
     """Reorder, in place, the groups of sorted entries whose keys agree but whose exact values are not descending.
 
-    A colliding entry is found back in the CSR entries by (cell, gene), which are sorted there.
+    A colliding entry is found back in the CSR entries by (cell, gene), which are sorted there; the
+    cell leads the sort key, so the sorted entries keep the CSR entries' cells (`rows`) position by position.
     """
     in_group = np.zeros(ranked.size, dtype=bool)
     in_group[collides] = in_group[collides + 1] = True
@@ -109,7 +110,7 @@ def _restore_exact_order(
     column_of_token = np.full(int(gene_token.max()) + 1, -1, dtype=np.int64)
     column_of_token[gene_token[gene_token >= 0]] = np.flatnonzero(gene_token >= 0)
     n_columns = np.int64(gene_token.size)
-    cells = (cell_value_key[positions] >> np.uint64(value_bits)).astype(np.int64)
+    cells = rows[positions]
     entries = np.searchsorted(rows * n_columns + genes, cells * n_columns + column_of_token[ranked[positions]])
     exact = values[entries]
     group = np.cumsum(np.r_[True, cell_value_key[positions[1:]] != cell_value_key[positions[:-1]]])
