@@ -7,7 +7,8 @@ ratios, and copy them with the machine into benchmarks/README.md.
 Plain approaches per step (reading is not timed apart:
 every approach reads the file inside its timing; the loops keep their tokens in memory, so the workflow's
 tokenizer is timed twice: as the whole step, which also writes the `datasets` directory, and as read +
-encode only, the like-for-like comparison):
+encode only, the like-for-like comparison; each with one thread and with `--threads` worker threads, while
+every loop runs on one):
 - tuned loops, the matrix held in memory: medians = one np.median per gene over the indptr slice of a CSC matrix; tokenization =
   one numpy iteration per cell over the indptr slice of the CSR matrix;
 - straightforward loops, as Geneformer's reference code and a first implementation write them:
@@ -51,7 +52,7 @@ from workflow_scripts.counts import TARGET_SUM, iter_count_chunks, read_gene_ids
 from workflow_scripts.dictionaries import load_median_dictionary, load_token_dictionary
 from workflow_scripts.medians import build_reference, compute_gene_medians
 from workflow_scripts.simulate import simulate_dataset
-from workflow_scripts.tokenize import gene_vocabulary, rank_value_encode, tokenize_dataset
+from workflow_scripts.tokenize import gene_vocabulary, ordered_map, rank_value_encode, tokenize_dataset
 
 MODEL_INPUT_SIZE = 2048  # Geneformer V1: long encodings are where a per-cell loop hurts most
 CHUNK_SIZE = 2000
@@ -123,13 +124,15 @@ def csr_column_medians(h5ad: Path, n_genes: int | None) -> tuple[pd.Series, pd.I
     return pd.Series(medians, dtype=np.float64), adata.var_names[columns]
 
 
-def workflow_encode(h5ad: Path, token_tsv: Path, medians_tsv: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+def workflow_encode(
+    h5ad: Path, token_tsv: Path, medians_tsv: Path, threads: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The workflow's tokenizer without writing its dataset (read + encode, what the loops time): per chunk,
     the concatenated token ids and each cell's length."""
     tokens, medians = load_token_dictionary(str(token_tsv)), load_median_dictionary(str(medians_tsv))
     gene_token, gene_median = gene_vocabulary(read_gene_ids(h5ad), tokens, medians, str(h5ad), 1)
-    return [rank_value_encode(chunk, gene_token, gene_median, MODEL_INPUT_SIZE)
-            for chunk in iter_count_chunks(h5ad, CHUNK_SIZE)]
+    return list(ordered_map(lambda chunk: rank_value_encode(chunk, gene_token, gene_median, MODEL_INPUT_SIZE),
+                            iter_count_chunks(h5ad, CHUNK_SIZE), threads))
 
 
 def as_cells(encoded: list[tuple[np.ndarray, np.ndarray]]) -> list[list[int]]:
@@ -238,7 +241,7 @@ def same_medians(written: pd.Series, computed: pd.Series) -> bool:
     return bool(written.index.equals(computed.index) and np.allclose(written, computed, rtol=1e-15, atol=0))
 
 
-def measure(n_cells: int, memory_cells: int | None, column_loop_genes: int | None, work: Path) -> dict:
+def measure(n_cells: int, memory_cells: int | None, column_loop_genes: int | None, threads: int, work: Path) -> dict:
     h5ad = simulated_file(work, n_cells)
     medians_tsv, token_tsv, used_tsv = work / "medians.tsv", work / "tokens.tsv", work / "used.tsv"
     _, fast_medians_s = timed(compute_gene_medians, h5ad, medians_tsv, CHUNK_SIZE)
@@ -251,16 +254,39 @@ def measure(n_cells: int, memory_cells: int | None, column_loop_genes: int | Non
     column_all_genes_s = column_medians_s * n_genes / looped_genes.size  # the loop's cost is per gene
 
     build_reference("corpus", "corpus", medians_tsv, False, token_tsv, used_tsv)
-    _, fast_tokens_s = timed(tokenize_dataset, h5ad, token_tsv, used_tsv, work / "tokens.dataset", MODEL_INPUT_SIZE,
-                             False, CHUNK_SIZE, [], 1)
-    encoded, encode_s = timed(workflow_encode, h5ad, token_tsv, used_tsv)
+    thread_counts = sorted({1, threads})
+    workflow = {}
+    for count in thread_counts:
+        _, step_s = timed(tokenize_dataset, h5ad, token_tsv, used_tsv, work / f"tokens_{count}.dataset",
+                          MODEL_INPUT_SIZE, False, CHUNK_SIZE, [], 1, count)
+        encoded, encode_s = timed(workflow_encode, h5ad, token_tsv, used_tsv, count)
+        workflow[count] = {"step_s": step_s, "encode_s": encode_s, "encoded_cells": as_cells(encoded),
+                           "step_cells": datasets.load_from_disk(str(work / f"tokens_{count}.dataset"))["input_ids"]}
     plain_cells, plain_tokens_s = timed(plain_tokenize, h5ad, token_tsv, used_tsv)
     reference_cells, reference_tokens_s = timed(reference_tokenize, h5ad, token_tsv, used_tsv)
     _, published_tokens_s = timed(published_tokenize, h5ad, token_tsv, used_tsv, work / "published.dataset")
-    fast_cells = datasets.load_from_disk(str(work / "tokens.dataset"))["input_ids"]
-    encoded_cells = as_cells(encoded)
     published_cells = datasets.load_from_disk(str(work / "published.dataset"))["input_ids"]
 
+    tokenization = {
+        "per_cell_loop_cells_per_s": n_cells / plain_tokens_s,
+        "reference_cells_per_s": n_cells / reference_tokens_s,
+        "published_cells_per_s": n_cells / published_tokens_s,
+        "workflow_by_threads": {},
+    }
+    for count, run in workflow.items():
+        step_cells, encoded_cells = run["step_cells"], run["encoded_cells"]
+        tokenization["workflow_by_threads"][count] = {
+            "step_cells_per_s": n_cells / run["step_s"], "encode_cells_per_s": n_cells / run["encode_s"],
+            "step_speedup": plain_tokens_s / run["step_s"], "step_identical": step_cells == plain_cells,
+            "step_speedup_vs_reference": reference_tokens_s / run["step_s"],
+            "step_reference_identical": step_cells == reference_cells,
+            "encode_speedup": plain_tokens_s / run["encode_s"], "encode_identical": encoded_cells == plain_cells,
+            "encode_speedup_vs_reference": reference_tokens_s / run["encode_s"],
+            "encode_reference_identical": encoded_cells == reference_cells,
+            "step_speedup_vs_published": published_tokens_s / run["step_s"],
+            "published_identical": step_cells == published_cells,
+            "published_same_ranking": same_ranking(step_cells, published_cells, h5ad, token_tsv, used_tsv),
+        }
     results = {
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs, "
                    f"Python {platform.python_version()}",
@@ -271,21 +297,7 @@ def measure(n_cells: int, memory_cells: int | None, column_loop_genes: int | Non
                     "csr_column_loop_extrapolated": looped_genes.size < n_genes,
                     "csr_column_speedup": column_all_genes_s / fast_medians_s,
                     "csr_column_identical": column_identical},
-        "tokenization": {"workflow_cells_per_s": n_cells / fast_tokens_s, "per_cell_loop_cells_per_s": n_cells / plain_tokens_s,
-                         "speedup": plain_tokens_s / fast_tokens_s, "identical": fast_cells == plain_cells,
-                         "reference_cells_per_s": n_cells / reference_tokens_s,
-                         "reference_speedup": reference_tokens_s / fast_tokens_s,
-                         "reference_identical": fast_cells == reference_cells,
-                         "encode_cells_per_s": n_cells / encode_s,
-                         "encode_speedup": plain_tokens_s / encode_s,
-                         "encode_speedup_vs_reference": reference_tokens_s / encode_s,
-                         "encode_identical": encoded_cells == plain_cells,
-                         "encode_reference_identical": encoded_cells == reference_cells,
-                         "published_cells_per_s": n_cells / published_tokens_s,
-                         "published_speedup": published_tokens_s / fast_tokens_s,
-                         "published_identical": fast_cells == published_cells,
-                         "published_same_ranking": same_ranking(fast_cells, published_cells, h5ad, token_tsv,
-                                                                used_tsv)},
+        "tokenization": tokenization,
     }
     if memory_cells:
         large = simulated_file(work, memory_cells)
@@ -294,10 +306,11 @@ def measure(n_cells: int, memory_cells: int | None, column_loop_genes: int | Non
             "medians_peak_rss_mb": peak_rss_mb(
                 f"from workflow_scripts.medians import compute_gene_medians; "
                 f"compute_gene_medians({str(large)!r}, {str(work / 'large_medians.tsv')!r}, {CHUNK_SIZE})"),
-            "tokenize_peak_rss_mb": peak_rss_mb(
+            "tokenize_peak_rss_mb_by_threads": {count: peak_rss_mb(
                 f"from workflow_scripts.tokenize import tokenize_dataset; "
                 f"tokenize_dataset({str(large)!r}, {str(token_tsv)!r}, {str(used_tsv)!r}, "
-                f"{str(work / 'large.dataset')!r}, {MODEL_INPUT_SIZE}, False, {CHUNK_SIZE}, [], 1)"),
+                f"{str(work / f'large_{count}.dataset')!r}, {MODEL_INPUT_SIZE}, False, {CHUNK_SIZE}, [], 1, {count})")
+                for count in thread_counts},
         }
     return results
 
@@ -309,9 +322,11 @@ def as_markdown(results: dict) -> str:
         column_loop += (f"; extrapolated from {medians['csr_column_loop_genes_timed']:,} evenly spaced genes of "
                         f"{results['genes']:,}, identity checked on those")
     column_loop += ")"
+    tuned = f"{tokens['per_cell_loop_cells_per_s']:,.0f} cells/s"
+    reference = f"{tokens['reference_cells_per_s']:,.0f} cells/s"
     lines = [
         f"Machine: {results['machine']}; {results['cells']:,} simulated cells x {results['genes']:,} genes; "
-        f"model_input_size {MODEL_INPUT_SIZE}. Ratios are workflow speed / loop speed.",
+        f"model_input_size {MODEL_INPUT_SIZE}. Ratios are workflow speed / loop speed; the loops run on one thread.",
         "",
         "| step | workflow | tuned plain loop | ratio | identical output "
         "| straightforward loop | ratio | identical output |",
@@ -319,30 +334,37 @@ def as_markdown(results: dict) -> str:
         f"| gene medians | {medians['workflow_s']:.2f} s | {medians['per_gene_loop_s']:.2f} s (per gene, CSC indptr "
         f"slices) | {medians['speedup']:.1f}x | {medians['identical']} | {column_loop} | "
         f"{medians['csr_column_speedup']:.1f}x | {medians['csr_column_identical']} |",
-        f"| tokenization | {tokens['workflow_cells_per_s']:,.0f} cells/s | {tokens['per_cell_loop_cells_per_s']:,.0f} "
-        f"cells/s (per cell, CSR indptr slices) | {tokens['speedup']:.1f}x | {tokens['identical']} | "
-        f"{tokens['reference_cells_per_s']:,.0f} cells/s (as Geneformer's tokenizer: 512-cell sparse chunks, "
-        f"`X_norm[i]` per cell) | {tokens['reference_speedup']:.1f}x | {tokens['reference_identical']} |",
-        f"| tokenization, read + encode (not writing the dataset, as the loops) | "
-        f"{tokens['encode_cells_per_s']:,.0f} cells/s | {tokens['per_cell_loop_cells_per_s']:,.0f} cells/s "
-        f"(as above) | {tokens['encode_speedup']:.1f}x | {tokens['encode_identical']} | "
-        f"{tokens['reference_cells_per_s']:,.0f} cells/s (as above) | {tokens['encode_speedup_vs_reference']:.1f}x | "
-        f"{tokens['encode_reference_identical']} |",
     ]
+    for count, run in tokens["workflow_by_threads"].items():
+        threads = f"{count} thread{'s' if count > 1 else ''}"
+        lines += [
+            f"| tokenization, whole step ({threads}) | {run['step_cells_per_s']:,.0f} cells/s | {tuned} (per cell, "
+            f"CSR indptr slices) | {run['step_speedup']:.1f}x | {run['step_identical']} | {reference} (as "
+            f"Geneformer's tokenizer: 512-cell sparse chunks, `X_norm[i]` per cell) | "
+            f"{run['step_speedup_vs_reference']:.1f}x | {run['step_reference_identical']} |",
+            f"| tokenization, read + encode ({threads}; not writing the dataset, as the loops) | "
+            f"{run['encode_cells_per_s']:,.0f} cells/s | {tuned} (as above) | {run['encode_speedup']:.1f}x | "
+            f"{run['encode_identical']} | {reference} (as above) | {run['encode_speedup_vs_reference']:.1f}x | "
+            f"{run['encode_reference_identical']} |",
+        ]
     lines += [
         "",
         "| tokenization, whole step (read, encode, write a `datasets` directory) | workflow | Geneformer's published "
         "tokenizer code path | ratio | same tokens, same ranking up to tied values | identical |",
         "|---|---|---|---|---|---|",
-        f"| {results['cells']:,} cells | {tokens['workflow_cells_per_s']:,.0f} cells/s | "
-        f"{tokens['published_cells_per_s']:,.0f} cells/s (backed h5ad, `X_norm[i]` + argsort per cell, "
-        f"`Dataset.from_dict` + `map` + `save_to_disk`) | {tokens['published_speedup']:.1f}x | "
-        f"{tokens['published_same_ranking']} | {tokens['published_identical']} |",
     ]
+    for count, run in tokens["workflow_by_threads"].items():
+        lines.append(
+            f"| {results['cells']:,} cells, {count} thread{'s' if count > 1 else ''} | {run['step_cells_per_s']:,.0f} "
+            f"cells/s | {tokens['published_cells_per_s']:,.0f} cells/s (backed h5ad, `X_norm[i]` + argsort per cell, "
+            f"`Dataset.from_dict` + `map` + `save_to_disk`) | {run['step_speedup_vs_published']:.1f}x | "
+            f"{run['published_same_ranking']} | {run['published_identical']} |")
     if "memory" in results:
         memory = results["memory"]
+        tokenize_rss = ", ".join(f"{rss:,.0f} MB with {count} thread{'s' if count > 1 else ''}"
+                                 for count, rss in memory["tokenize_peak_rss_mb_by_threads"].items())
         lines += ["", f"Peak RSS on {memory['cells']:,} cells: medians {memory['medians_peak_rss_mb']:,.0f} MB, "
-                      f"tokenization {memory['tokenize_peak_rss_mb']:,.0f} MB."]
+                      f"tokenization {tokenize_rss}."]
     return "\n".join(lines) + "\n"
 
 
@@ -353,10 +375,13 @@ def main() -> None:
     parser.add_argument("--column-loop-genes", type=int, default=None,
                         help="time the CSR column medians loop on this many evenly spaced genes and extrapolate "
                              "(default: all genes)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="also time the workflow's tokenizer with this many worker threads (default: all CPUs)")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/latest.md"))
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        results = measure(arguments.cells, arguments.memory_cells, arguments.column_loop_genes, Path(work))
+        results = measure(arguments.cells, arguments.memory_cells, arguments.column_loop_genes, arguments.threads,
+                          Path(work))
     arguments.output.write_text(as_markdown(results))
     print(json.dumps(results, indent=2))
 

@@ -14,6 +14,9 @@ rule tokenize:
         "results/benchmarks/tokenize/{dataset}.tsv"
     conda:
         DATA_ENV
+    threads: config["resources"]["tokenize"]["threads"]
+    resources:
+        **job_resources("tokenize"),
     params:
         model_input_size=config["tokenizer"]["model_input_size"],
         special_tokens=as_json(config["tokenizer"]["special_tokens"]),
@@ -24,4 +27,5 @@ rule tokenize:
         "python -m workflow_scripts tokenize --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
         " --medians-tsv {input.medians} --output-dir {output} --model-input-size {params.model_input_size}"
         " --special-tokens {params.special_tokens} --chunk-size {params.chunk_size}"
-        " --obs-columns {params.obs_columns:q} --min-genes-in-vocabulary {params.min_genes} > {log} 2>&1"
+        " --obs-columns {params.obs_columns:q} --min-genes-in-vocabulary {params.min_genes} --threads {threads}"
+        " > {log} 2>&1"

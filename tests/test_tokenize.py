@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from workflow_scripts.dictionaries import BUILTIN, builtin_path, load_median_dictionary, load_token_dictionary
 from workflow_scripts.errors import InputError
-from workflow_scripts.tokenize import ranked_tokens, tokenize_dataset
+from workflow_scripts.tokenize import ordered_map, ranked_tokens, tokenize_dataset
 
 
 def write_counts(path: Path, dense: np.ndarray, gene_ids: list[str], obs: pd.DataFrame | None = None) -> Path:
@@ -72,13 +72,14 @@ def tokenize(tmp_path: Path, h5ad: Path, tokens, medians, **settings) -> dataset
     return datasets.load_from_disk(str(tmp_path / "cells.dataset"))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("special_tokens", [False, True])
 @pytest.mark.parametrize(("model_input_size", "chunk_size"), [(12, 1), (12, 13), (2048, 8), (9, 1000)])
-def test_matches_per_cell_reference(tmp_path, special_tokens, model_input_size, chunk_size):
+def test_matches_per_cell_reference(tmp_path, special_tokens, model_input_size, chunk_size, threads):
     dense, gene_ids, tokens, medians = tied_dataset()
     h5ad = write_counts(tmp_path / "cells.h5ad", dense, gene_ids)
     dataset = tokenize(tmp_path, h5ad, tokens, medians, model_input_size=model_input_size,
-                       special_tokens=special_tokens, chunk_size=chunk_size)
+                       special_tokens=special_tokens, chunk_size=chunk_size, threads=threads)
     n_counts = dense.sum(axis=1) + 3.0
     expected = reference_tokenize(dense, n_counts, gene_ids, tokens, medians, model_input_size, special_tokens)
     assert dataset["input_ids"] == expected
@@ -86,6 +87,22 @@ def test_matches_per_cell_reference(tmp_path, special_tokens, model_input_size, 
     assert dataset["cell_id"] == [f"cell{i}" for i in range(dense.shape[0])]
     if model_input_size < 2048:
         assert max(dataset["length"]) == model_input_size  # some cells were truncated
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_ordered_map_keeps_order_and_takes_a_bounded_number_of_items_ahead(threads):
+    taken = []
+
+    def items():
+        for item in range(20):
+            taken.append(item)
+            yield item
+
+    results = []
+    for index, result in enumerate(ordered_map(lambda item: item * item, items(), threads)):
+        assert len(taken) <= index + 1 + (threads if threads > 1 else 0)  # a stream, not the whole file at once
+        results.append(result)
+    assert results == [item * item for item in range(20)]
 
 
 def test_reference_data_has_ties_that_the_rule_orders():
@@ -96,17 +113,26 @@ def test_reference_data_has_ties_that_the_rule_orders():
     assert sum(tied_cells) > len(tied_cells) // 2
 
 
-def test_rank_order_is_exact_for_values_that_differ_only_in_their_last_bits():
+@pytest.mark.parametrize("count_scale", [1, 2**23])
+def test_rank_order_is_exact_for_values_that_differ_only_in_their_last_bits(count_scale):
     """The sort key keeps only a value's leading bits: values a few ulps apart (and exact ties) must
-    still come out ordered by value, then token id."""
+    still come out ordered by value, then token id. Counts too large to recover from those bits (here
+    above 2**23, with 24 mantissa bits kept) send the chunk to the plain lexsort, with the same result."""
     rng = np.random.default_rng(3)
-    n_cells, n_genes = 5000, 30  # 13 bits for the cell, 15 for the tokens: the key keeps 36 of a value's 63 bits
+    n_cells, n_genes = 5000, 30  # 13 bits for the cell, 15 for the tokens: 36 of a value's 63 bits are kept
     rows, genes = np.nonzero(rng.random((n_cells, n_genes)) < 0.4)
-    values = rng.choice([0.7, 1.3, 2.9], rows.size) * (1 + rng.integers(0, 8, rows.size) * np.finfo(float).eps)
+    counts = rng.integers(1, 4, rows.size).astype(np.int32) * count_scale
+    n_counts = rng.integers(1_000, 5_000, n_cells) + 0.5
+    gene_median = rng.choice([0.7, 1.3, 2.9], n_genes) * (1 + rng.integers(0, 8, n_genes) * np.finfo(float).eps)
     gene_token = np.r_[rng.permutation(n_genes - 1) + 4, 25_425]
+    values = counts / n_counts[rows] * 10_000 / gene_median[genes]
     expected = gene_token[genes][np.lexsort((gene_token[genes], -values, rows))]
-    assert np.array_equal(ranked_tokens(rows, genes, values, gene_token), expected)
-    assert len(np.unique(values)) == 24  # 3 magnitudes x 8 last-bit variants: near-ties and exact ties
+    ranked = ranked_tokens(rows, genes, counts, n_counts, gene_token, gene_median)
+    assert ranked.dtype == np.int32 and np.array_equal(ranked, expected)
+    order = np.lexsort((values, rows))
+    same_cell = rows[order][1:] == rows[order][:-1]
+    gaps = (np.diff(values[order]) / values[order][1:])[same_cell]
+    assert (gaps == 0).sum() > 5_000 and ((gaps > 0) & (gaps < 1e-14)).sum() > 10_000  # exact ties and near-ties
 
 
 def test_geneformer_v1_dictionaries(tmp_path):

@@ -1,7 +1,7 @@
 """Streaming reader of a raw-count h5ad: the one place that reads counts, and validates them.
 
 Gene medians, the tokenizer and the preflight all read counts through `iter_count_chunks`, so
-they accept and refuse exactly the same files. The file is opened backed (on disk) and read a
+they accept and refuse exactly the same files. The file is opened with h5py (on disk) and read a
 slice of rows at a time, so memory follows the chunk size, not the number of cells.
 `obs['n_counts']` is read from the file, as Geneformer's tokenizer does, never recomputed.
 """
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import anndata
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -35,19 +36,26 @@ class CountChunk:
     n_counts: np.ndarray
 
 
-def read_h5ad(h5ad_path: str | Path, backed: str | None = None) -> anndata.AnnData:
-    """Read an h5ad (in memory, or backed='r' on disk); a missing or unreadable file is an InputError."""
+def _existing(h5ad_path: str | Path) -> Path:
     path = Path(h5ad_path)
     if not path.is_file():
         raise InputError(str(path), "file not found", "check the dataset path in the config")
+    return path
+
+
+def _unreadable(path: str | Path, error: Exception) -> InputError:
+    return InputError(
+        str(path), f"not a readable h5ad file ({type(error).__name__}: {error})", "rewrite it with anndata.write_h5ad"
+    )
+
+
+def read_h5ad(h5ad_path: str | Path, backed: str | None = None) -> anndata.AnnData:
+    """Read an h5ad (in memory, or backed='r' on disk); a missing or unreadable file is an InputError."""
+    path = _existing(h5ad_path)
     try:
         return anndata.read_h5ad(path, backed=backed)
     except Exception as error:  # h5py and anndata raise many types for a damaged file
-        raise InputError(
-            str(path),
-            f"not a readable h5ad file ({type(error).__name__}: {error})",
-            "rewrite it with anndata.write_h5ad",
-        ) from error
+        raise _unreadable(path, error) from error
 
 
 @contextlib.contextmanager
@@ -65,42 +73,83 @@ def gene_ids_of(var: pd.DataFrame) -> np.ndarray:
     return (var["ensembl_id"] if "ensembl_id" in var.columns else var.index).astype(str).to_numpy()
 
 
+@contextlib.contextmanager
+def _open_h5(h5ad_path: str | Path) -> Iterator[h5py.File]:
+    """The h5ad opened read-only with h5py (closed afterwards): the streaming readers take rows and
+    tables from it directly, which costs a fraction of anndata's backed slicing per chunk."""
+    path = _existing(h5ad_path)
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise _unreadable(path, error) from error
+    try:
+        yield file
+    finally:
+        file.close()
+
+
+def _table(file: h5py.File, name: str) -> pd.DataFrame:
+    """obs or var of an open h5ad, as anndata reads it."""
+    try:
+        return anndata.io.read_elem(file[name])
+    except Exception as error:  # h5py and anndata raise many types for a damaged file
+        raise _unreadable(file.filename, error) from error
+
+
 def read_gene_ids(h5ad_path: str | Path) -> np.ndarray:
-    with open_backed(h5ad_path) as adata:
-        return gene_ids_of(adata.var)
+    with _open_h5(h5ad_path) as file:
+        return gene_ids_of(_table(file, "var"))
 
 
 def read_obs(h5ad_path: str | Path) -> pd.DataFrame:
     """The file's obs table (cell metadata; small next to the counts)."""
-    with open_backed(h5ad_path) as adata:
-        return adata.obs.copy()
+    with _open_h5(h5ad_path) as file:
+        return _table(file, "obs")
 
 
-def _n_counts(adata: anndata.AnnData, source: str) -> np.ndarray:
-    if "n_counts" not in adata.obs.columns:
+def _n_counts(obs: pd.DataFrame, source: str) -> np.ndarray:
+    if "n_counts" not in obs.columns:
         raise InputError(
             source,
             "obs['n_counts'] is missing (Geneformer normalizes by the cell's total raw counts)",
             "add it as row sums of the raw counts: adata.obs['n_counts'] = adata.X.sum(axis=1).A1",
         )
-    column = adata.obs["n_counts"]
+    column = obs["n_counts"]
     if not pd.api.types.is_numeric_dtype(column):
         raise InputError(source, f"obs['n_counts'] has dtype {column.dtype}, not numeric", "store row sums as numbers")
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _counts_matrix(adata: anndata.AnnData, source: str):
-    """The backed X; refused when its rows cannot be sliced without reading the whole matrix."""
-    matrix = adata.X
-    if matrix is None:
-        raise InputError(source, "the file has no X matrix", "store the raw counts in X")
-    if getattr(matrix, "format", "csr") == "csc":
+RowReader = Callable[[int, int], sp.csr_matrix | np.ndarray]  # rows [start, stop) of X
+
+
+def _row_reader(file: h5py.File, source: str) -> tuple[tuple[int, int], RowReader]:
+    """X's shape and a function reading rows [start, stop) of it; refused when rows cannot be read
+    without loading the whole matrix."""
+    matrix = file.get("X")
+    if isinstance(matrix, h5py.Dataset) and matrix.ndim == 2:
+        return matrix.shape, lambda start, stop: matrix[start:stop]
+    try:
+        sparse = anndata.io.sparse_dataset(matrix)
+    except Exception:  # not a group anndata can read as a sparse matrix
+        raise InputError(source, "the file has no X matrix", "store the raw counts in X") from None
+    if sparse.format == "csc":
         raise InputError(
             source,
             "X is stored as CSC, so rows cannot be streamed without loading the whole matrix",
             "store X as CSR: adata.X = adata.X.tocsr(); adata.write_h5ad(path)",
         )
-    return matrix
+    data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
+    n_genes = sparse.shape[1]
+
+    def read_rows(start: int, stop: int) -> sp.csr_matrix:
+        row_starts = indptr[start:stop + 1]
+        first, last = int(row_starts[0]), int(row_starts[-1])
+        return sp.csr_matrix(
+            (data[first:last], indices[first:last], row_starts - first), shape=(stop - start, n_genes)
+        )
+
+    return sparse.shape, read_rows
 
 
 def count_problem(data: np.ndarray, integer_tolerance: float = 0.0) -> str | None:
@@ -142,18 +191,16 @@ def _validated_chunk(block, n_counts: np.ndarray, start: int, source: str) -> Co
 def iter_count_chunks(h5ad_path: str | Path, chunk_size: int, progress: str | None = None) -> Iterator[CountChunk]:
     """Yield validated row chunks of raw counts; `progress` labels a tqdm bar (None: no bar)."""
     source = str(h5ad_path)
-    with open_backed(h5ad_path) as adata:
-        n_counts = _n_counts(adata, source)
-        matrix = _counts_matrix(adata, source)
-        if adata.n_obs == 0 or adata.n_vars == 0:
-            raise InputError(
-                source, f"the matrix is empty ({adata.n_obs} cells x {adata.n_vars} genes)", "pass cells and genes"
-            )
-        starts = range(0, adata.n_obs, chunk_size)
+    with _open_h5(h5ad_path) as file:
+        n_counts = _n_counts(_table(file, "obs"), source)
+        (n_cells, n_genes), read_rows = _row_reader(file, source)
+        if n_cells == 0 or n_genes == 0:
+            raise InputError(source, f"the matrix is empty ({n_cells} cells x {n_genes} genes)", "pass cells and genes")
+        starts = range(0, n_cells, chunk_size)
         for start in tqdm(starts, desc=progress, unit="chunk", file=sys.stderr, disable=progress is None):
-            stop = min(start + chunk_size, adata.n_obs)
+            stop = min(start + chunk_size, n_cells)
             try:
-                block = matrix[start:stop]
+                block = read_rows(start, stop)
             except (OSError, KeyError, ValueError) as error:
                 raise InputError(
                     source, f"rows {start}-{stop - 1} cannot be read ({error})", "rewrite it with anndata.write_h5ad"
@@ -171,13 +218,20 @@ def check_counts_file(h5ad_path: str | Path, chunk_size: int) -> dict[str, int]:
     return {"n_cells": n_cells, "n_genes": n_genes, "nnz": nnz}
 
 
-def normalized_entries(chunk: CountChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-zero entries of a chunk as (row within chunk, gene column, count / n_counts * 10,000).
+def normalized_counts(counts: np.ndarray, n_counts: np.ndarray) -> np.ndarray:
+    """count / n_counts * 10,000, evaluated in Geneformer's order, so medians and ranks computed from it
+    are bit-identical to a dense numpy computation of the same formula."""
+    values = np.divide(counts, n_counts, dtype=np.float64)
+    values *= TARGET_SUM
+    return values
 
-    The expression is evaluated in Geneformer's order, so medians and ranks computed from it are
-    bit-identical to a dense numpy computation of the same formula.
-    """
+
+def entry_rows(matrix: sp.csr_matrix) -> np.ndarray:
+    """Row (cell within the chunk) of each stored entry of a CSR matrix."""
+    return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+
+
+def normalized_entries(chunk: CountChunk) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero entries of a chunk as (gene column, normalized count)."""
     matrix = chunk.matrix
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-    values = matrix.data.astype(np.float64) / chunk.n_counts[rows] * TARGET_SUM
-    return rows, matrix.indices.astype(np.int64), values
+    return matrix.indices.astype(np.int64), normalized_counts(matrix.data, chunk.n_counts[entry_rows(matrix)])

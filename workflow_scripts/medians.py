@@ -79,7 +79,7 @@ class _Targets:
 
 def _bits_of_chunk(chunk) -> tuple[np.ndarray, np.ndarray]:
     """Gene column and float64 bit pattern (as int64, order-preserving for positives) of each value."""
-    _, genes, values = normalized_entries(chunk)
+    genes, values = normalized_entries(chunk)
     return genes, values.view(np.int64)
 
 

@@ -19,14 +19,26 @@ to an Arrow file on disk, so memory follows the chunk size
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from datasets import Dataset
 
-from .counts import CountChunk, iter_count_chunks, normalized_entries, read_gene_ids, read_obs
+from .counts import (
+    TARGET_SUM,
+    CountChunk,
+    entry_rows,
+    iter_count_chunks,
+    normalized_counts,
+    read_gene_ids,
+    read_obs,
+)
 from .dictionaries import CLS_TOKEN, EOS_TOKEN, load_median_dictionary, load_token_dictionary
 from .errors import InputError
 from .io_utils import atomic_path
@@ -34,6 +46,8 @@ from .io_utils import atomic_path
 log = logging.getLogger(__name__)
 
 RESERVED_COLUMNS = ("input_ids", "length", "cell_id")
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def gene_vocabulary(
@@ -63,57 +77,68 @@ def gene_vocabulary(
     return np.where(usable, gene_token, -1).astype(np.int64), gene_median
 
 
-def ranked_tokens(rows: np.ndarray, genes: np.ndarray, values: np.ndarray, gene_token: np.ndarray) -> np.ndarray:
+def ranked_tokens(
+    rows: np.ndarray, genes: np.ndarray, counts: np.ndarray, n_counts: np.ndarray, gene_token: np.ndarray,
+    gene_median: np.ndarray,
+) -> np.ndarray:
     """Token ids of a chunk's entries ordered by cell, then value descending, then token id: exact, one sort.
 
     Entries come in canonical CSR order (cells ascending, genes ascending within a cell), each gene
-    with its own non-negative token (so a cell never holds a token twice). The bit pattern of a
-    positive float64 orders like its value, so one unsigned 64-bit key holds the cell in its high
-    bits, the (inverted) value's leading bits in the middle and the token id in the low bits; sorting
-    these keys in place (no argsort) orders ties by token id, and the sorted keys are the tokens.
-    Neighbours whose keys agree in cell and value bits are checked against their exact values: tied
-    values are already in order, values that differ only below the kept bits (rare: the key keeps
-    about 8 significant digits with a 2,000-cell chunk and a 25,000-token vocabulary) are put back in
-    exact order, within their group only.
+    with its own non-negative token (so a cell never holds a token twice); value = count / n_counts of
+    the cell * 10,000 / gene median. The bit pattern of a positive float64 orders like its value, so one
+    unsigned 64-bit key holds the cell in its high bits, the (inverted) value's leading bits in the
+    middle and the token id in the low bits; sorting these keys in place (no argsort) orders ties by
+    token id, and the sorted keys are the tokens. Neighbours whose keys agree in cell and value bits
+    (mostly exact ties) are checked against their exact values: the key's value bits, with the cell's
+    n_counts and the token's median, give back the integer count, hence the exact value. Tied values
+    are already in order; values that differ only below the kept bits are put back in exact order,
+    within their group only. Recovering the count needs counts below 2 ** (kept mantissa bits - 2),
+    about 16 million with a 2,000-cell chunk and a 25,000-token vocabulary; a chunk with a larger
+    count is ordered by a plain lexsort instead.
     """
-    tokens = gene_token[genes]
-    n_cells = int(rows[-1]) + 1 if rows.size else 1
+    values = normalized_counts(counts, n_counts[rows])
+    values /= gene_median[genes]
     token_bits = max(int(gene_token.max()).bit_length(), 1)
-    value_bits = 64 - token_bits - max(int(n_cells - 1).bit_length(), 1)
+    value_bits = 64 - token_bits - max(int(n_counts.size - 1).bit_length(), 1)
+    mantissa_bits = value_bits - 12  # below the sign and the 11 exponent bits
+    if counts.size and counts.max() >= 2.0 ** (mantissa_bits - 2):
+        tokens = gene_token[genes]
+        return tokens[np.lexsort((tokens, -values, rows))].astype(np.int32)
+    token_mask = np.uint64((1 << token_bits) - 1)
     key = np.iinfo(np.int64).max - values.view(np.int64)  # non-negative, ascending as values descend
-    key >>= 63 - value_bits
+    key >>= 63 - value_bits - token_bits
     key = key.view(np.uint64)
-    key |= rows.astype(np.uint64) << np.uint64(value_bits)
-    key <<= np.uint64(token_bits)
-    key |= tokens.view(np.uint64)
+    key &= ~token_mask
+    key |= (np.arange(n_counts.size, dtype=np.uint64) << np.uint64(value_bits + token_bits))[rows]
+    key |= gene_token.astype(np.uint64)[genes]
     key.sort()
-    ranked = (key & np.uint64((1 << token_bits) - 1)).view(np.int64)
+    ranked = (key & token_mask).astype(np.int32)
     key >>= np.uint64(token_bits)
     collides = np.flatnonzero(key[1:] == key[:-1])
     if collides.size:
-        _restore_exact_order(ranked, key, collides, rows, genes, values, gene_token)
+        median_of_token = np.zeros(int(gene_token.max()) + 1)
+        median_of_token[gene_token[gene_token >= 0]] = gene_median[gene_token >= 0]
+        _restore_exact_order(ranked, key, collides, value_bits, n_counts, median_of_token)
     return ranked
 
 
 def _restore_exact_order(
-    ranked: np.ndarray, cell_value_key: np.ndarray, collides: np.ndarray, rows: np.ndarray, genes: np.ndarray,
-    values: np.ndarray, gene_token: np.ndarray,
+    ranked: np.ndarray, cell_value_key: np.ndarray, collides: np.ndarray, value_bits: int, n_counts: np.ndarray,
+    median_of_token: np.ndarray,
 ) -> None:
-    """Reorder, in place, the groups of sorted entries whose keys agree but whose exact values are not descending.
-
-    A colliding entry is found back in the CSR entries by (cell, gene), which are sorted there; the
-    cell leads the sort key, so the sorted entries keep the CSR entries' cells (`rows`) position by position.
-    """
+    """Reorder, in place, the groups of sorted entries whose keys agree but whose exact values are not descending."""
     in_group = np.zeros(ranked.size, dtype=bool)
     in_group[collides] = in_group[collides + 1] = True
     positions = np.flatnonzero(in_group)
-    column_of_token = np.full(int(gene_token.max()) + 1, -1, dtype=np.int64)
-    column_of_token[gene_token[gene_token >= 0]] = np.flatnonzero(gene_token >= 0)
-    n_columns = np.int64(gene_token.size)
-    cells = rows[positions]
-    entries = np.searchsorted(rows * n_columns + genes, cells * n_columns + column_of_token[ranked[positions]])
-    exact = values[entries]
-    group = np.cumsum(np.r_[True, cell_value_key[positions[1:]] != cell_value_key[positions[:-1]]])
+    keys = cell_value_key[positions]
+    cells = (keys >> np.uint64(value_bits)).astype(np.int64)
+    kept = (keys & np.uint64((1 << value_bits) - 1)).astype(np.int64) << (63 - value_bits)
+    leading_value = (np.iinfo(np.int64).max - kept).view(np.float64)  # within 2 ** -mantissa_bits of the value
+    median = median_of_token[ranked[positions]]
+    cell_n_counts = n_counts[cells]
+    count = np.rint(leading_value * median * cell_n_counts / TARGET_SUM)
+    exact = normalized_counts(count, cell_n_counts) / median
+    group = np.cumsum(np.r_[True, keys[1:] != keys[:-1]])
     out_of_order = np.unique(group[1:][(group[1:] == group[:-1]) & (exact[1:] > exact[:-1])])
     if out_of_order.size:
         fix = np.isin(group, out_of_order)
@@ -125,19 +150,19 @@ def rank_value_encode(
     chunk: CountChunk, gene_token: np.ndarray, gene_median: np.ndarray, n_gene_tokens: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids of the chunk's cells, concatenated, and each cell's number of gene tokens."""
-    rows, genes, values = normalized_entries(chunk)
+    matrix = chunk.matrix
+    rows, genes, counts = entry_rows(matrix), matrix.indices, matrix.data
+    genes_per_cell = np.diff(matrix.indptr)
     if (gene_token < 0).any():
         in_vocabulary = gene_token[genes] >= 0
-        rows, genes, values = rows[in_vocabulary], genes[in_vocabulary], values[in_vocabulary]
-    values /= gene_median[genes]
-    ranked = ranked_tokens(rows, genes, values, gene_token)
-    n_cells = chunk.matrix.shape[0]
-    genes_per_cell = np.bincount(rows, minlength=n_cells)
+        genes_per_cell = genes_per_cell - np.bincount(rows[~in_vocabulary], minlength=genes_per_cell.size)
+        rows, genes, counts = rows[in_vocabulary], genes[in_vocabulary], counts[in_vocabulary]
+    ranked = ranked_tokens(rows, genes, counts, chunk.n_counts, gene_token, gene_median)
     if genes_per_cell.max(initial=0) > n_gene_tokens:
         # the cell leads the sort key, so the ranked entries keep the cells' CSR order and sizes
         position_in_cell = np.arange(ranked.size) - (np.cumsum(genes_per_cell) - genes_per_cell)[rows]
         ranked = ranked[position_in_cell < n_gene_tokens]
-    return ranked.astype(np.int32), np.minimum(genes_per_cell, n_gene_tokens)
+    return ranked, np.minimum(genes_per_cell, n_gene_tokens)
 
 
 def _input_ids(gene_tokens: np.ndarray, lengths: np.ndarray, special: tuple[int, int] | None) -> pa.ListArray:
@@ -186,6 +211,23 @@ def _cell_columns(obs: pd.DataFrame, obs_columns: list[str], source: str) -> dic
     return {name: pa.array(values, type=pa.string()) for name, values in columns.items()}
 
 
+def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Iterator[Result]:
+    """`map(function, items)` on `threads` worker threads, in order, with at most `threads` + 1 items taken
+    ahead of the caller (so a stream of chunks stays a stream); numpy releases the GIL while it sorts and computes on arrays,
+    so workers encode while the caller reads and writes. One thread: a plain map in the calling thread."""
+    if threads == 1:
+        yield from map(function, items)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        pending: deque[Future[Result]] = deque()
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) > threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def tokenize_dataset(
     h5ad_path: str | Path,
     token_dictionary_tsv: str | Path,
@@ -196,8 +238,10 @@ def tokenize_dataset(
     chunk_size: int,
     obs_columns: list[str],
     min_genes_in_vocabulary: int,
+    threads: int = 1,
 ) -> None:
-    """Rank-value encode every cell of the file into a `datasets` directory (written atomically)."""
+    """Rank-value encode every cell of the file into a `datasets` directory (written atomically); chunks are
+    read and written in file order by the calling thread and encoded by `threads` worker threads."""
     source = str(h5ad_path)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
     special = _special_token_ids(tokens, special_tokens, str(token_dictionary_tsv))
@@ -211,17 +255,21 @@ def tokenize_dataset(
     schema = pa.schema(
         [("input_ids", pa.list_(pa.int32())), ("length", pa.int32())] + [(name, pa.string()) for name in cell_columns]
     )
+
+    def encoded_batch(chunk: CountChunk) -> tuple[pa.RecordBatch, np.ndarray]:
+        gene_tokens, n_genes = rank_value_encode(chunk, gene_token, gene_median, n_gene_tokens)
+        lengths = n_genes if special is None else n_genes + 2
+        columns = [_input_ids(gene_tokens, lengths, special), pa.array(lengths, type=pa.int32())]
+        columns += [values[chunk.start:chunk.start + n_genes.size] for values in cell_columns.values()]
+        return pa.record_batch(columns, schema=schema), n_genes
+
     n_cells = n_empty = n_truncated = 0
     with atomic_path(output_dir) as temporary:
         cells_file = temporary.parent / "cells.arrow"
         with pa.OSFile(str(cells_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for chunk in iter_count_chunks(h5ad_path, chunk_size, progress="tokenize"):
-                gene_tokens, n_genes = rank_value_encode(chunk, gene_token, gene_median, n_gene_tokens)
-                stop = chunk.start + n_genes.size
-                lengths = n_genes if special is None else n_genes + 2
-                columns = [_input_ids(gene_tokens, lengths, special), pa.array(lengths, type=pa.int32())]
-                columns += [values[chunk.start:stop] for values in cell_columns.values()]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
+            chunks = iter_count_chunks(h5ad_path, chunk_size, progress="tokenize")
+            for batch, n_genes in ordered_map(encoded_batch, chunks, threads):
+                writer.write_batch(batch)
                 n_cells += n_genes.size
                 n_empty += int((n_genes == 0).sum())
                 n_truncated += int((n_genes == n_gene_tokens).sum())
