@@ -127,7 +127,7 @@ def test_rank_order_is_exact_for_values_that_differ_only_in_their_last_bits(coun
     gene_token = np.r_[rng.permutation(n_genes - 1) + 4, 25_425]
     values = counts / n_counts[rows] * 10_000 / gene_median[genes]
     expected = gene_token[genes][np.lexsort((gene_token[genes], -values, rows))]
-    ranked = ranked_tokens(rows, genes, counts, n_counts, gene_token, gene_median)
+    ranked = ranked_tokens(np.bincount(rows, minlength=n_cells), genes, counts, n_counts, gene_token, gene_median)
     assert ranked.dtype == np.int32 and np.array_equal(ranked, expected)
     order = np.lexsort((values, rows))
     same_cell = rows[order][1:] == rows[order][:-1]

@@ -11,8 +11,9 @@ genes is arbitrary; ties are common (a cell's single-count genes share a value w
 medians are equal), so tokenized sequences match the reference up to the order within ties.
 
 Each chunk of cells is encoded with one sort over all its non-zero entries and per-cell truncation
-by position within the cell, with no loop over cells or genes (see `ranked_tokens`). Rows are streamed
-to an Arrow file on disk, so memory follows the chunk size
+by position within the cell, with no loop over cells or genes (see `ranked_tokens`); with `threads`
+above one, worker threads encode chunks while the file is read and written in order. Rows are streamed
+to an Arrow file on disk, so memory follows the chunk size and the number of threads
 (plus the cell ids and requested obs columns, held as strings for all cells).
 """
 
@@ -78,12 +79,12 @@ def gene_vocabulary(
 
 
 def ranked_tokens(
-    rows: np.ndarray, genes: np.ndarray, counts: np.ndarray, n_counts: np.ndarray, gene_token: np.ndarray,
+    genes_per_cell: np.ndarray, genes: np.ndarray, counts: np.ndarray, n_counts: np.ndarray, gene_token: np.ndarray,
     gene_median: np.ndarray,
 ) -> np.ndarray:
     """Token ids of a chunk's entries ordered by cell, then value descending, then token id: exact, one sort.
 
-    Entries come in canonical CSR order (cells ascending, genes ascending within a cell), each gene
+    Entries come in canonical CSR order (`genes_per_cell` entries of each cell in turn), each gene
     with its own non-negative token (so a cell never holds a token twice); value = count / n_counts of
     the cell * 10,000 / gene median. The bit pattern of a positive float64 orders like its value, so one
     unsigned 64-bit key holds the cell in its high bits, the (inverted) value's leading bits in the
@@ -96,20 +97,20 @@ def ranked_tokens(
     about 16 million with a 2,000-cell chunk and a 25,000-token vocabulary; a chunk with a larger
     count is ordered by a plain lexsort instead.
     """
-    values = normalized_counts(counts, n_counts[rows])
+    values = normalized_counts(counts, np.repeat(n_counts, genes_per_cell))
     values /= gene_median[genes]
     token_bits = max(int(gene_token.max()).bit_length(), 1)
     value_bits = 64 - token_bits - max(int(n_counts.size - 1).bit_length(), 1)
     mantissa_bits = value_bits - 12  # below the sign and the 11 exponent bits
     if counts.size and counts.max() >= 2.0 ** (mantissa_bits - 2):
-        tokens = gene_token[genes]
-        return tokens[np.lexsort((tokens, -values, rows))].astype(np.int32)
+        tokens, cells = gene_token[genes], np.repeat(np.arange(n_counts.size), genes_per_cell)
+        return tokens[np.lexsort((tokens, -values, cells))].astype(np.int32)
     token_mask = np.uint64((1 << token_bits) - 1)
     key = np.iinfo(np.int64).max - values.view(np.int64)  # non-negative, ascending as values descend
     key >>= 63 - value_bits - token_bits
     key = key.view(np.uint64)
     key &= ~token_mask
-    key |= (np.arange(n_counts.size, dtype=np.uint64) << np.uint64(value_bits + token_bits))[rows]
+    key |= np.repeat(np.arange(n_counts.size, dtype=np.uint64) << np.uint64(value_bits + token_bits), genes_per_cell)
     key |= gene_token.astype(np.uint64)[genes]
     key.sort()
     ranked = (key & token_mask).astype(np.int32)
@@ -151,16 +152,16 @@ def rank_value_encode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids of the chunk's cells, concatenated, and each cell's number of gene tokens."""
     matrix = chunk.matrix
-    rows, genes, counts = entry_rows(matrix), matrix.indices, matrix.data
-    genes_per_cell = np.diff(matrix.indptr)
+    genes, counts, genes_per_cell = matrix.indices, matrix.data, np.diff(matrix.indptr)
     if (gene_token < 0).any():
         in_vocabulary = gene_token[genes] >= 0
-        genes_per_cell = genes_per_cell - np.bincount(rows[~in_vocabulary], minlength=genes_per_cell.size)
-        rows, genes, counts = rows[in_vocabulary], genes[in_vocabulary], counts[in_vocabulary]
-    ranked = ranked_tokens(rows, genes, counts, chunk.n_counts, gene_token, gene_median)
+        genes_per_cell = genes_per_cell - np.bincount(entry_rows(matrix)[~in_vocabulary], minlength=genes_per_cell.size)
+        genes, counts = genes[in_vocabulary], counts[in_vocabulary]
+    ranked = ranked_tokens(genes_per_cell, genes, counts, chunk.n_counts, gene_token, gene_median)
     if genes_per_cell.max(initial=0) > n_gene_tokens:
         # the cell leads the sort key, so the ranked entries keep the cells' CSR order and sizes
-        position_in_cell = np.arange(ranked.size) - (np.cumsum(genes_per_cell) - genes_per_cell)[rows]
+        first_of_cell = np.cumsum(genes_per_cell) - genes_per_cell
+        position_in_cell = np.arange(ranked.size) - np.repeat(first_of_cell, genes_per_cell)
         ranked = ranked[position_in_cell < n_gene_tokens]
     return ranked, np.minimum(genes_per_cell, n_gene_tokens)
 
@@ -213,8 +214,8 @@ def _cell_columns(obs: pd.DataFrame, obs_columns: list[str], source: str) -> dic
 
 def ordered_map(function: Callable[[Item], Result], items: Iterable[Item], threads: int) -> Iterator[Result]:
     """`map(function, items)` on `threads` worker threads, in order, with at most `threads` + 1 items taken
-    ahead of the caller (so a stream of chunks stays a stream); numpy releases the GIL while it sorts and computes on arrays,
-    so workers encode while the caller reads and writes. One thread: a plain map in the calling thread."""
+    ahead of the caller (so a stream of chunks stays a stream); numpy releases the GIL while it sorts and
+    computes on arrays, so workers encode while the caller reads and writes. One thread: a plain map."""
     if threads == 1:
         yield from map(function, items)
         return
