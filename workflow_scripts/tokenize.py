@@ -152,7 +152,8 @@ def rank_value_encode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids of the chunk's cells, concatenated, and each cell's number of gene tokens."""
     matrix = chunk.matrix
-    genes, counts, genes_per_cell = matrix.indices, matrix.data, np.diff(matrix.indptr)
+    # int64 gene indices: numpy gathers with int32 index arrays about 3x slower here
+    genes, counts, genes_per_cell = matrix.indices.astype(np.int64), matrix.data, np.diff(matrix.indptr)
     if (gene_token < 0).any():
         in_vocabulary = gene_token[genes] >= 0
         genes_per_cell = genes_per_cell - np.bincount(entry_rows(matrix)[~in_vocabulary], minlength=genes_per_cell.size)
