@@ -88,8 +88,8 @@ def _open_h5(h5ad_path: str | Path) -> Iterator[h5py.File]:
         file.close()
 
 
-def _table(file: h5py.File, name: str) -> pd.DataFrame:
-    """obs or var of an open h5ad, as anndata reads it."""
+def _element(file: h5py.File, name: str):
+    """One stored element (a table, or one of its columns) of an open h5ad, as anndata reads it."""
     try:
         return anndata.io.read_elem(file[name])
     except Exception as error:  # h5py and anndata raise many types for a damaged file
@@ -98,23 +98,24 @@ def _table(file: h5py.File, name: str) -> pd.DataFrame:
 
 def read_gene_ids(h5ad_path: str | Path) -> np.ndarray:
     with _open_h5(h5ad_path) as file:
-        return gene_ids_of(_table(file, "var"))
+        return gene_ids_of(_element(file, "var"))
 
 
 def read_obs(h5ad_path: str | Path) -> pd.DataFrame:
     """The file's obs table (cell metadata; small next to the counts)."""
     with _open_h5(h5ad_path) as file:
-        return _table(file, "obs")
+        return _element(file, "obs")
 
 
-def _n_counts(obs: pd.DataFrame, source: str) -> np.ndarray:
-    if "n_counts" not in obs.columns:
+def _n_counts(file: h5py.File, source: str) -> np.ndarray:
+    """obs['n_counts'], read alone (not the whole obs table)."""
+    if "n_counts" not in file.get("obs", {}):
         raise InputError(
             source,
             "obs['n_counts'] is missing (Geneformer normalizes by the cell's total raw counts)",
             "add it as row sums of the raw counts: adata.obs['n_counts'] = adata.X.sum(axis=1).A1",
         )
-    column = obs["n_counts"]
+    column = pd.Series(_element(file, "obs/n_counts"))
     if not pd.api.types.is_numeric_dtype(column):
         raise InputError(source, f"obs['n_counts'] has dtype {column.dtype}, not numeric", "store row sums as numbers")
     return column.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -192,7 +193,7 @@ def iter_count_chunks(h5ad_path: str | Path, chunk_size: int, progress: str | No
     """Yield validated row chunks of raw counts; `progress` labels a tqdm bar (None: no bar)."""
     source = str(h5ad_path)
     with _open_h5(h5ad_path) as file:
-        n_counts = _n_counts(_table(file, "obs"), source)
+        n_counts = _n_counts(file, source)
         (n_cells, n_genes), read_rows = _row_reader(file, source)
         if n_cells == 0 or n_genes == 0:
             raise InputError(source, f"the matrix is empty ({n_cells} cells x {n_genes} genes)", "pass cells and genes")
@@ -226,12 +227,13 @@ def normalized_counts(counts: np.ndarray, n_counts: np.ndarray) -> np.ndarray:
     return values
 
 
-def entry_rows(matrix: sp.csr_matrix) -> np.ndarray:
-    """Row (cell within the chunk) of each stored entry of a CSR matrix."""
-    return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+def entry_rows(genes_per_cell: np.ndarray) -> np.ndarray:
+    """Row (cell within the chunk) of each stored entry, from each row's number of entries."""
+    return np.repeat(np.arange(genes_per_cell.size), genes_per_cell)
 
 
 def normalized_entries(chunk: CountChunk) -> tuple[np.ndarray, np.ndarray]:
     """Non-zero entries of a chunk as (gene column, normalized count)."""
     matrix = chunk.matrix
-    return matrix.indices.astype(np.int64), normalized_counts(matrix.data, chunk.n_counts[entry_rows(matrix)])
+    cell_n_counts = np.repeat(chunk.n_counts, np.diff(matrix.indptr))
+    return matrix.indices.astype(np.int64), normalized_counts(matrix.data, cell_n_counts)

@@ -103,8 +103,8 @@ def ranked_tokens(
     value_bits = 64 - token_bits - max(int(n_counts.size - 1).bit_length(), 1)
     mantissa_bits = value_bits - 12  # below the sign and the 11 exponent bits
     if counts.size and counts.max() >= 2.0 ** (mantissa_bits - 2):
-        tokens, cells = gene_token[genes], np.repeat(np.arange(n_counts.size), genes_per_cell)
-        return tokens[np.lexsort((tokens, -values, cells))].astype(np.int32)
+        tokens = gene_token[genes]
+        return tokens[np.lexsort((tokens, -values, entry_rows(genes_per_cell)))].astype(np.int32)
     token_mask = np.uint64((1 << token_bits) - 1)
     key = np.iinfo(np.int64).max - values.view(np.int64)  # non-negative, ascending as values descend
     key >>= 63 - value_bits - token_bits
@@ -156,7 +156,8 @@ def rank_value_encode(
     genes, counts, genes_per_cell = matrix.indices.astype(np.int64), matrix.data, np.diff(matrix.indptr)
     if (gene_token < 0).any():
         in_vocabulary = gene_token[genes] >= 0
-        genes_per_cell = genes_per_cell - np.bincount(entry_rows(matrix)[~in_vocabulary], minlength=genes_per_cell.size)
+        outside = np.bincount(entry_rows(genes_per_cell)[~in_vocabulary], minlength=genes_per_cell.size)
+        genes_per_cell = genes_per_cell - outside
         genes, counts = genes[in_vocabulary], counts[in_vocabulary]
     ranked = ranked_tokens(genes_per_cell, genes, counts, chunk.n_counts, gene_token, gene_median)
     if genes_per_cell.max(initial=0) > n_gene_tokens:
