@@ -1,6 +1,7 @@
 """Measured fast paths: the workflow's vectorized gene medians and tokenizer against the plain loops a
 first implementation would use, on the same simulated file, in one run. Not a test: run it, read the
-ratios, and copy them with the machine into benchmarks/README.md.
+ratios, and copy them with the machine into benchmarks/README.md. Every approach runs once per round, in
+turn, and is reported by its median over the rounds.
 
     python benchmarks/speed.py --cells 20000 --output benchmarks/latest.md
 
@@ -9,8 +10,8 @@ every approach reads the file inside its timing; the loops keep their tokens in 
 tokenizer is timed twice: as the whole step, which also writes the `datasets` directory, and as read +
 encode only, the like-for-like comparison; each with one thread and with `--threads` worker threads, while
 every loop runs on one):
-- tuned loops, the matrix held in memory: medians = one np.median per gene over the indptr slice of a CSC matrix; tokenization =
-  one numpy iteration per cell over the indptr slice of the CSR matrix;
+- tuned loops, the matrix held in memory: medians = one np.median per gene over the indptr slice of a CSC
+  matrix; tokenization = one numpy iteration per cell over the indptr slice of the CSR matrix;
 - straightforward loops, as Geneformer's reference code and a first implementation write them:
   medians = for each gene, column `X[:, j]` of the CSR matrix as read (no CSC conversion), its
   non-zero normalized values, np.median; tokenization = chunks of 512 rows, each normalized as a
@@ -27,6 +28,8 @@ The two kinds of loop above evaluate count / n_counts * 10,000 (/ median) in the
 values by ascending token id (Geneformer's own argsort leaves ties in arbitrary order), so outputs must
 be identical, and are compared. Peak memory of each workflow step is measured in a child process
 (`--memory-cells` for a large file, e.g. 200000).
+The process is tuned as every workflow job is (workflow_scripts/process_tuning.py) before numpy is imported,
+so the loops run with the same settings; WORKFLOW_PROCESS_TUNING=off measures without them.
 """
 
 from __future__ import annotations
@@ -39,20 +42,27 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-import anndata
-import datasets
-import numpy as np
-import pandas as pd
-import scipy.sparse as sp
+from workflow_scripts.process_tuning import tune_process
 
-from workflow_scripts.config import load_config
-from workflow_scripts.counts import TARGET_SUM, iter_count_chunks, read_gene_ids
-from workflow_scripts.dictionaries import load_median_dictionary, load_token_dictionary
-from workflow_scripts.medians import build_reference, compute_gene_medians
-from workflow_scripts.simulate import simulate_dataset
-from workflow_scripts.tokenize import gene_vocabulary, ordered_map, rank_value_encode, tokenize_dataset
+# as in every workflow job, before numpy is imported; the loops run in this process, so they get the same
+PROCESS_SETTINGS = tune_process()
+
+import anndata  # noqa: E402
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from workflow_scripts.config import load_config  # noqa: E402
+from workflow_scripts.counts import TARGET_SUM, iter_count_chunks, read_gene_ids  # noqa: E402
+from workflow_scripts.dictionaries import load_median_dictionary, load_token_dictionary  # noqa: E402
+from workflow_scripts.medians import build_reference, compute_gene_medians  # noqa: E402
+from workflow_scripts.simulate import simulate_dataset  # noqa: E402
+from workflow_scripts.tokenize import gene_vocabulary, ordered_map, rank_value_encode, tokenize_dataset  # noqa: E402
 
 MODEL_INPUT_SIZE = 2048  # Geneformer V1: long encodings are where a per-cell loop hurts most
 CHUNK_SIZE = load_config().get("tokenizer")["chunk_size"]  # the embedded default's, as the workflow streams
@@ -72,7 +82,8 @@ def plain_medians(h5ad: Path) -> pd.Series:
     """One np.median per gene over its non-zero count / n_counts * 10,000."""
     adata = anndata.read_h5ad(h5ad)
     normalized = sp.csc_matrix(adata.X, dtype=np.float64)
-    normalized.data = normalized.data / adata.obs["n_counts"].to_numpy(dtype=np.float64)[normalized.indices] * TARGET_SUM
+    n_counts = adata.obs["n_counts"].to_numpy(dtype=np.float64)
+    normalized.data = normalized.data / n_counts[normalized.indices] * TARGET_SUM
     medians = {}
     for column, gene in enumerate(adata.var_names):
         values = normalized.data[normalized.indptr[column]:normalized.indptr[column + 1]]
@@ -219,10 +230,18 @@ def same_ranking(workflow_cells: list[list[int]], other_cells: list[list[int]], 
     return bool(np.all(ordered[1:][same_cell] <= ordered[:-1][same_cell] * (1 + 1e-12)))
 
 
-def timed(function, *arguments):
-    start = time.perf_counter()
-    result = function(*arguments)
-    return result, time.perf_counter() - start
+def timed_rounds(approaches: dict[str, Callable[[], object]], rounds: int) -> tuple[dict[str, float], dict]:
+    """Median seconds of each approach over `rounds` rounds in which the approaches take turns (this VM's
+    speed drifts by up to 1.5x within minutes, so a turn each keeps the ratios fair), and each one's last
+    result."""
+    seconds: dict[str, list[float]] = {name: [] for name in approaches}
+    results = {}
+    for _ in range(rounds):
+        for name, approach in approaches.items():
+            start = time.perf_counter()
+            results[name] = approach()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in seconds.items()}, results
 
 
 def peak_rss_mb(code: str) -> float:
@@ -231,6 +250,7 @@ def peak_rss_mb(code: str) -> float:
     Not RUSAGE_CHILDREN: a child forked from this process starts with this process's resident
     pages (the large simulated file), and that high-water mark survives its exec.
     """
+    code = f"from workflow_scripts.process_tuning import tune_process; tune_process(); {code}"  # as a workflow job
     result = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code], check=True,
                             capture_output=True, text=True)
     return int(result.stderr.strip().splitlines()[-1]) / 1024
@@ -242,32 +262,41 @@ def same_medians(written: pd.Series, computed: pd.Series) -> bool:
 
 
 def measure(
-    n_cells: int, memory_cells: int | None, column_loop_genes: int | None, threads: int, repeats: int, work: Path
+    n_cells: int, memory_cells: int | None, column_loop_genes: int | None, threads: int, rounds: int, work: Path
 ) -> dict:
     h5ad = simulated_file(work, n_cells)
     medians_tsv, token_tsv, used_tsv = work / "medians.tsv", work / "tokens.tsv", work / "used.tsv"
-    _, fast_medians_s = timed(compute_gene_medians, h5ad, medians_tsv, CHUNK_SIZE)
-    plain, plain_medians_s = timed(plain_medians, h5ad)
-    (column_medians, looped_genes), column_medians_s = timed(csr_column_medians, h5ad, column_loop_genes)
+    median_seconds, median_results = timed_rounds({
+        "workflow": lambda: compute_gene_medians(h5ad, medians_tsv, CHUNK_SIZE),
+        "per_gene_loop": lambda: plain_medians(h5ad),
+        "csr_column_loop": lambda: csr_column_medians(h5ad, column_loop_genes),
+    }, rounds)
+    column_medians, looped_genes = median_results["csr_column_loop"]
     fast = pd.read_csv(medians_tsv, sep="\t").set_index("ensembl_id")["median"]
-    medians_identical = same_medians(fast, plain)
+    medians_identical = same_medians(fast, median_results["per_gene_loop"])
     column_identical = same_medians(fast[fast.index.isin(looped_genes)], column_medians)  # on the genes looped over
     n_genes = anndata.read_h5ad(h5ad, backed="r").n_vars
-    column_all_genes_s = column_medians_s * n_genes / looped_genes.size  # the loop's cost is per gene
+    column_all_genes_s = median_seconds["csr_column_loop"] * n_genes / looped_genes.size  # the loop's cost is per gene
 
     build_reference("corpus", "corpus", medians_tsv, False, token_tsv, used_tsv)
     thread_counts = sorted({1, threads})
-    workflow = {}
-    for count in thread_counts:  # the median of `repeats` runs: each is short next to this VM's noise
-        step_s = np.median([timed(tokenize_dataset, h5ad, token_tsv, used_tsv, work / f"tokens_{count}.dataset",
-                                  MODEL_INPUT_SIZE, False, CHUNK_SIZE, [], 1, count)[1] for _ in range(repeats)])
-        encode_runs = [timed(workflow_encode, h5ad, token_tsv, used_tsv, count) for _ in range(repeats)]
-        workflow[count] = {"step_s": step_s, "encode_s": np.median([seconds for _, seconds in encode_runs]),
-                           "encoded": encode_runs[-1][0]}
-    plain_cells, plain_tokens_s = timed(plain_tokenize, h5ad, token_tsv, used_tsv)
-    reference_cells, reference_tokens_s = timed(reference_tokenize, h5ad, token_tsv, used_tsv)
-    _, published_tokens_s = timed(published_tokenize, h5ad, token_tsv, used_tsv, work / "published.dataset")
+    approaches = {
+        "per_cell_loop": lambda: plain_tokenize(h5ad, token_tsv, used_tsv),
+        "reference": lambda: reference_tokenize(h5ad, token_tsv, used_tsv),
+        "published": lambda: published_tokenize(h5ad, token_tsv, used_tsv, work / "published.dataset"),
+    }
+    for count in thread_counts:
+        approaches[f"step_{count}"] = partial(tokenize_dataset, h5ad, token_tsv, used_tsv,
+                                              work / f"tokens_{count}.dataset", MODEL_INPUT_SIZE, False, CHUNK_SIZE,
+                                              [], 1, count)
+        approaches[f"encode_{count}"] = partial(workflow_encode, h5ad, token_tsv, used_tsv, count)
+    token_seconds, token_results = timed_rounds(approaches, rounds)
+    plain_tokens_s, reference_tokens_s = token_seconds["per_cell_loop"], token_seconds["reference"]
+    published_tokens_s = token_seconds["published"]
+    plain_cells, reference_cells = token_results["per_cell_loop"], token_results["reference"]
     published_cells = datasets.load_from_disk(str(work / "published.dataset"))["input_ids"]
+    workflow = {count: {"step_s": token_seconds[f"step_{count}"], "encode_s": token_seconds[f"encode_{count}"],
+                        "encoded": token_results[f"encode_{count}"]} for count in thread_counts}
 
     tokenization = {
         "per_cell_loop_cells_per_s": n_cells / plain_tokens_s,
@@ -293,14 +322,15 @@ def measure(
     results = {
         "machine": f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs, "
                    f"Python {platform.python_version()}",
-        "cells": n_cells, "genes": n_genes,
-        "medians": {"workflow_s": fast_medians_s, "per_gene_loop_s": plain_medians_s,
-                    "speedup": plain_medians_s / fast_medians_s, "identical": medians_identical,
+        "process_settings": PROCESS_SETTINGS, "cells": n_cells, "genes": n_genes,
+        "medians": {"workflow_s": median_seconds["workflow"], "per_gene_loop_s": median_seconds["per_gene_loop"],
+                    "speedup": median_seconds["per_gene_loop"] / median_seconds["workflow"],
+                    "identical": medians_identical,
                     "csr_column_loop_s": column_all_genes_s, "csr_column_loop_genes_timed": looped_genes.size,
                     "csr_column_loop_extrapolated": looped_genes.size < n_genes,
-                    "csr_column_speedup": column_all_genes_s / fast_medians_s,
+                    "csr_column_speedup": column_all_genes_s / median_seconds["workflow"],
                     "csr_column_identical": column_identical},
-        "tokenization": tokenization, "workflow_tokenizer_repeats": repeats,
+        "tokenization": tokenization, "rounds": rounds,
     }
     if memory_cells:
         large = simulated_file(work, memory_cells)
@@ -330,8 +360,9 @@ def as_markdown(results: dict) -> str:
     lines = [
         f"Machine: {results['machine']}; {results['cells']:,} simulated cells x {results['genes']:,} genes; "
         f"model_input_size {MODEL_INPUT_SIZE}; the workflow streams {CHUNK_SIZE}-cell chunks. Ratios are workflow "
-        f"speed / loop speed; the loops run on one thread, once; the workflow's tokenizer times are medians of "
-        f"{results['workflow_tokenizer_repeats']} runs.",
+        f"speed / loop speed; the loops run on one thread; every time is the median of {results['rounds']} rounds "
+        f"in which all approaches take turns. Process settings (workflow_scripts/process_tuning.py, for "
+        f"every approach): {'; '.join(results['process_settings']) or 'none'}.",
         "",
         "| step | workflow | tuned plain loop | ratio | identical output "
         "| straightforward loop | ratio | identical output |",
@@ -382,13 +413,13 @@ def main() -> None:
                              "(default: all genes)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(),
                         help="also time the workflow's tokenizer with this many worker threads (default: all CPUs)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="time the workflow's tokenizer this many times and report the median (loops: once)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds in which every approach runs once, in turn; each is reported by its median")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/latest.md"))
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         results = measure(arguments.cells, arguments.memory_cells, arguments.column_loop_genes, arguments.threads,
-                          arguments.repeats, Path(work))
+                          arguments.rounds, Path(work))
     arguments.output.write_text(as_markdown(results))
     print(json.dumps(results, indent=2))
 

@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+from .process_tuning import tune_process
 
-sys.exit(main())
+if __name__ == "__main__":
+    settings = tune_process()  # before any command imports numpy
+    from .cli import main
+
+    sys.exit(main(process_settings=settings))

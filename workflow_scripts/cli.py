@@ -90,7 +90,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, process_settings: list[str] | None = None) -> int:
+    """Run one command; `process_settings` (from process_tuning) are logged first."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: python -m workflow_scripts {{{','.join(COMMANDS)}}} [--help | --arg value ...]",
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     command, arguments = argv[0], vars(build_parser(argv[0]).parse_args(argv[1:]))
+    for setting in process_settings or []:
+        logging.getLogger(__name__).info("process setting: %s", setting)
     try:
         resolve(command)(**arguments)
     except InputError as error:
