@@ -1,5 +1,5 @@
 """Process-wide settings for the numpy-heavy steps, applied by `python -m workflow_scripts` (every rule)
-and the benchmark scripts before numpy is imported. Each job tunes its own process, so a SLURM node
+and benchmarks/speed.py before numpy is imported. Each job tunes its own process, so a SLURM node
 with another CPU than the submitting host is tuned for its own CPU.
 
 - AMD Zen 4 (family 19h with AVX-512) runs the memory-destination compress store, which numpy's
