@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts.dictionaries import BUILTIN, builtin_path, load_median_dictionary, load_token_dictionary
+from workflow_scripts import tokenize as tokenize_module
+from workflow_scripts.dictionaries import (
+    BUILTIN,
+    builtin_path,
+    load_median_dictionary,
+    load_token_dictionary,
+)
 from workflow_scripts.errors import InputError
 from workflow_scripts.tokenize import ordered_map, ranked_tokens, tokenize_dataset
 
@@ -113,11 +119,15 @@ def test_reference_data_has_ties_that_the_rule_orders():
     assert sum(tied_cells) > len(tied_cells) // 2
 
 
+@pytest.mark.parametrize("sort_run_entries", [1, 1000, 10**9])  # a run per cell, runs of whole cells, one run
 @pytest.mark.parametrize("count_scale", [1, 2**23])
-def test_rank_order_is_exact_for_values_that_differ_only_in_their_last_bits(count_scale):
+def test_rank_order_is_exact_for_values_that_differ_only_in_their_last_bits(monkeypatch, count_scale,
+                                                                            sort_run_entries):
     """The sort key keeps only a value's leading bits: values a few ulps apart (and exact ties) must
-    still come out ordered by value, then token id. Counts too large to recover from those bits (here
-    above 2**23, with 24 mantissa bits kept) send the chunk to the plain lexsort, with the same result."""
+    still come out ordered by value, then token id, however the keys are cut into runs of cells to sort.
+    Counts too large to recover from those bits (here above 2**23, with 24 mantissa bits kept) send the
+    chunk to the plain lexsort, with the same result."""
+    monkeypatch.setattr(tokenize_module, "SORT_RUN_ENTRIES", sort_run_entries)
     rng = np.random.default_rng(3)
     n_cells, n_genes = 5000, 30  # 13 bits for the cell, 15 for the tokens: 36 of a value's 63 bits are kept
     rows, genes = np.nonzero(rng.random((n_cells, n_genes)) < 0.4)
