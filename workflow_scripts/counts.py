@@ -185,7 +185,8 @@ def _validated_chunk(block, n_counts: np.ndarray, start: int, source: str) -> Co
             "filter cells with no counts and recompute n_counts as row sums of the raw counts",
         )
     matrix.sum_duplicates()
-    matrix.eliminate_zeros()
+    if not matrix.data.all():  # stored zeros are rare, and scipy's pass to drop them costs 8x this check
+        matrix.eliminate_zeros()
     return CountChunk(start=start, matrix=matrix, n_counts=n_counts)
 
 

@@ -143,9 +143,8 @@ def _restore_exact_order(
     median_of_token: np.ndarray,
 ) -> None:
     """Reorder, in place, the groups of sorted entries whose keys agree but whose exact values are not descending."""
-    in_group = np.zeros(ranked.size, dtype=bool)
-    in_group[collides] = in_group[collides + 1] = True
-    positions = np.flatnonzero(in_group)
+    pairs = np.stack([collides, collides + 1], axis=1).ravel()  # ascending; repeats inside groups of 3+ entries
+    positions = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
     keys = cell_value_key[positions]
     cells = (keys >> np.uint64(value_bits)).astype(np.int64)
     kept = (keys & np.uint64((1 << value_bits) - 1)).astype(np.int64) << (63 - value_bits)
