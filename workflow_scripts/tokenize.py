@@ -85,14 +85,15 @@ def ranked_tokens(
     genes_per_cell: np.ndarray, genes: np.ndarray, counts: np.ndarray, n_counts: np.ndarray, gene_token: np.ndarray,
     gene_median: np.ndarray,
 ) -> np.ndarray:
-    """Token ids of a chunk's entries ordered by cell, then value descending, then token id: exact, one sort.
+    """Token ids of a chunk's entries ordered by cell, then value descending, then token id: exact, one key each.
 
     Entries come in canonical CSR order (`genes_per_cell` entries of each cell in turn), each gene
     with its own non-negative token (so a cell never holds a token twice); value = count / n_counts of
     the cell * 10,000 / gene median. The bit pattern of a positive float64 orders like its value, so one
     unsigned 64-bit key holds the cell in its high bits, the (inverted) value's leading bits in the
-    middle and the token id in the low bits; sorting these keys in place (no argsort) orders ties by
-    token id, and the sorted keys are the tokens. Neighbours whose keys agree in cell and value bits
+    middle and the token id in the low bits; sorting these keys in place (no argsort; run by run of
+    whole cells, see `_sort_by_runs_of_cells`) orders ties by token id, and the sorted keys are the
+    tokens. Neighbours whose keys agree in cell and value bits
     (mostly exact ties) are checked against their exact values: the key's value bits, with the cell's
     n_counts and the token's median, give back the integer count, hence the exact value. Tied values
     are already in order; values that differ only below the kept bits are put back in exact order,
