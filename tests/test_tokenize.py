@@ -12,12 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from workflow_scripts import tokenize as tokenize_module
-from workflow_scripts.dictionaries import (
-    BUILTIN,
-    builtin_path,
-    load_median_dictionary,
-    load_token_dictionary,
-)
+from workflow_scripts.dictionaries import BUILTIN, builtin_path, load_median_dictionary, load_token_dictionary
 from workflow_scripts.errors import InputError
 from workflow_scripts.tokenize import ordered_map, ranked_tokens, tokenize_dataset
 

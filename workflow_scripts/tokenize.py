@@ -93,13 +93,13 @@ def ranked_tokens(
     unsigned 64-bit key holds the cell in its high bits, the (inverted) value's leading bits in the
     middle and the token id in the low bits; sorting these keys in place (no argsort; run by run of
     whole cells, see `_sort_by_runs_of_cells`) orders ties by token id, and the sorted keys are the
-    tokens. Neighbours whose keys agree in cell and value bits
-    (mostly exact ties) are checked against their exact values: the key's value bits, with the cell's
-    n_counts and the token's median, give back the integer count, hence the exact value. Tied values
-    are already in order; values that differ only below the kept bits are put back in exact order,
-    within their group only. Recovering the count needs counts below 2 ** (kept mantissa bits - 2),
-    about 16 million with a 2,000-cell chunk and a 25,000-token vocabulary; a chunk with a larger
-    count is ordered by a plain lexsort instead.
+    tokens. Neighbours whose keys agree in cell and value bits (mostly exact ties) are checked against
+    their exact values: the key's value bits, with the cell's n_counts and the token's median, give
+    back the integer count, hence the exact value. Tied values are already in order; values that
+    differ only below the kept bits are put back in exact order, within their group only. Recovering
+    the count needs counts below 2 ** (kept mantissa bits - 2), about 16 million with a 2,000-cell
+    chunk and a 25,000-token vocabulary; a chunk with a larger count is ordered by a plain lexsort
+    instead.
     """
     values = normalized_counts(counts, np.repeat(n_counts, genes_per_cell))
     values /= gene_median[genes]
