@@ -97,8 +97,8 @@ def ranked_tokens(
     their exact values: the key's value bits, with the cell's n_counts and the token's median, give
     back the integer count, hence the exact value. Tied values are already in order; values that
     differ only below the kept bits are put back in exact order, within their group only. Recovering
-    the count needs counts below 2 ** (kept mantissa bits - 2), about 16 million with a 2,000-cell
-    chunk and a 25,000-token vocabulary; a chunk with a larger count is ordered by a plain lexsort
+    the count needs counts below 2 ** (kept mantissa bits - 2), about 67 million with the default
+    512-cell chunk and a 25,000-token vocabulary; a chunk with a larger count is ordered by a plain lexsort
     instead.
     """
     values = normalized_counts(counts, np.repeat(n_counts, genes_per_cell))
