@@ -46,7 +46,7 @@ def test_test_preset_end_to_end(preset_run):
     summary = pd.read_csv(workdir / "results/pancreas_celltype/summary.csv")
     methods = ["geneformer_baseline", "geneformer_enhanced", "random_init", "pca_rf", "logreg_hvg"]
     assert list(summary["method"]) == methods
-    assert (summary["n_folds"] == 3).all()
+    assert (summary["n_folds"] == 2).all()
     for metric in ["accuracy", "macro_f1", "macro_auc"]:
         assert summary[f"{metric}_mean"].between(0, 1).all()
         assert (summary[f"{metric}_sd"] >= 0).all()
@@ -63,7 +63,7 @@ def test_test_preset_end_to_end(preset_run):
     genes = pd.read_csv(workdir / "results/dosage_sensitivity/summary.csv")
     assert list(genes["method"]) == ["geneformer_baseline", "geneformer_enhanced", "random_init", "gene_pca_rf",
                                      "gene_stats_logreg"]
-    assert genes["macro_auc_mean"].between(0, 1).all() and (genes["n_folds"] == 3).all()
+    assert genes["macro_auc_mean"].between(0, 1).all() and (genes["n_folds"] == 2).all()
     gene_folds = pd.read_csv(workdir / "results/dosage_sensitivity/folds.tsv", sep="\t")
     predictions = pd.read_csv(workdir / "results/dosage_sensitivity/geneformer_baseline/fold_0/predictions.tsv",
                               sep="\t")
