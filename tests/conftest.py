@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from workflow_scripts.config import DEFAULT_CONFIG_PATH, load_config
 from workflow_scripts.dictionaries import load_token_dictionary
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,6 +86,11 @@ def workdir(tmp_path) -> Path:
 
 
 TEST_PRESET = ("--cores", "2", "--configfile", "config/test.yaml")
+
+
+def preset_config() -> dict:
+    """The configuration the test preset runs with (config.yaml, then config/test.yaml over it)."""
+    return load_config(DEFAULT_CONFIG_PATH, REPO / "config/test.yaml")
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from conftest import REPO, snakemake
+from conftest import preset_config, snakemake
 from workflow_scripts.ablation import collect_ablation, downstream_finetuning, variant_settings
-from workflow_scripts.config import DEFAULT_CONFIG_PATH, load_config
+from workflow_scripts.config import load_config
 from workflow_scripts.dictionaries import load_token_dictionary
 from workflow_scripts.embeddings import encoder, load_encoder_model
 from workflow_scripts.errors import InputError
@@ -209,7 +209,7 @@ def test_dry_run_plans_every_variant_pretraining(workdir):
     for name in variants:
         assert f"results/ablation/{name}/pretrained_model" in result.stdout, name
     counts = dict(line.split()[:2] for line in result.stdout.splitlines() if line.startswith("ablation_"))
-    folds = load_config(DEFAULT_CONFIG_PATH, REPO / "config/test.yaml")["ablation"]["downstream"]["n_folds"]
+    folds = preset_config()["ablation"]["downstream"]["n_folds"]
     assert counts == {"ablation_pretrain": str(len(variants)), "ablation_finetune_fold": str(len(variants) * folds),
                       "ablation_summary": "1"}
     assert "simulate_gene_sets" in result.stdout  # the pathway variant's gene programs
