@@ -46,7 +46,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from workflow_scripts.process_tuning import tune_process
+from workflow_scripts.core.process_tuning import tune_process
 
 # as in every workflow job, before numpy is imported; the loops run in this process, so they get the same
 PROCESS_SETTINGS = tune_process()
@@ -57,21 +57,31 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from workflow_scripts.config import load_config  # noqa: E402
-from workflow_scripts.counts import TARGET_SUM, iter_count_chunks, read_gene_ids  # noqa: E402
-from workflow_scripts.dictionaries import load_median_dictionary, load_token_dictionary  # noqa: E402
-from workflow_scripts.medians import build_reference, compute_gene_medians  # noqa: E402
-from workflow_scripts.simulate import simulate_dataset  # noqa: E402
-from workflow_scripts.tokenize import gene_vocabulary, ordered_map, rank_value_encode, tokenize_dataset  # noqa: E402
+from workflow_scripts.core.config import load_config  # noqa: E402
+from workflow_scripts.simulate.simulator import simulate_dataset  # noqa: E402
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"  # noqa: E402
+from workflow_scripts.core.counts import TARGET_SUM, iter_count_chunks, read_gene_ids  # noqa: E402
+from workflow_scripts.core.dictionaries import (  # noqa: E402
+    load_median_dictionary,
+    load_token_dictionary,
+)
+from workflow_scripts.reference.medians import build_reference, compute_gene_medians  # noqa: E402
+from workflow_scripts.tokenization.tokenizer import (  # noqa: E402
+    gene_vocabulary,
+    ordered_map,
+    rank_value_encode,
+    tokenize_dataset,
+)
 
 MODEL_INPUT_SIZE = 2048  # Geneformer V1: long encodings are where a per-cell loop hurts most
-CHUNK_SIZE = load_config().get("tokenizer")["chunk_size"]  # the embedded default's, as the workflow streams
+CHUNK_SIZE = load_config(REPO_CONFIG).get("tokenizer")["chunk_size"]  # the embedded default's, as the workflow streams
 REFERENCE_CHUNK_SIZE = 512  # Geneformer's tokenizer normalizes 512 cells at a time
 
 
 def simulated_file(directory: Path, n_cells: int) -> Path:
     """A corpus-like raw-count h5ad of n_cells from the embedded default's world."""
-    simulation = load_config().get("simulation")
+    simulation = load_config(REPO_CONFIG).get("simulation")
     simulation = {**simulation, "corpus": {**simulation["corpus"], "n_cells": n_cells}}
     path = directory / f"corpus_{n_cells}.h5ad"
     simulate_dataset("corpus", simulation, 42, path, directory / f"corpus_{n_cells}.truth.json")
@@ -250,7 +260,7 @@ def peak_rss_mb(code: str) -> float:
     Not RUSAGE_CHILDREN: a child forked from this process starts with this process's resident
     pages (the large simulated file), and that high-water mark survives its exec.
     """
-    code = f"from workflow_scripts.process_tuning import tune_process; tune_process(); {code}"  # as a workflow job
+    code = f"from workflow_scripts.core.process_tuning import tune_process; tune_process(); {code}"  # as a workflow job
     result = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code], check=True,
                             capture_output=True, text=True)
     return int(result.stderr.strip().splitlines()[-1]) / 1024
@@ -337,10 +347,10 @@ def measure(
         results["memory"] = {
             "cells": memory_cells,
             "medians_peak_rss_mb": peak_rss_mb(
-                f"from workflow_scripts.medians import compute_gene_medians; "
+                f"from workflow_scripts.reference.medians import compute_gene_medians; "
                 f"compute_gene_medians({str(large)!r}, {str(work / 'large_medians.tsv')!r}, {CHUNK_SIZE})"),
             "tokenize_peak_rss_mb_by_threads": {count: peak_rss_mb(
-                f"from workflow_scripts.tokenize import tokenize_dataset; "
+                f"from workflow_scripts.tokenization.tokenizer import tokenize_dataset; "
                 f"tokenize_dataset({str(large)!r}, {str(token_tsv)!r}, {str(used_tsv)!r}, "
                 f"{str(work / f'large_{count}.dataset')!r}, {MODEL_INPUT_SIZE}, False, {CHUNK_SIZE}, [], 1, {count})")
                 for count in thread_counts},

@@ -4,7 +4,7 @@ benchmarks/README.md.
 
     python benchmarks/train_speed.py --output /tmp/train_speed.md
 
-(a) the workflow: `workflow_scripts.training.train` with a plain cross-entropy loss, the classifier from
+(a) the workflow: `workflow_scripts.core.training.train` with a plain cross-entropy loss, the classifier from
     the workflow's builder (`model.classifier`, SDPA attention), length-grouped batches padded to their
     longest cell, bf16 autocast on GPU.
 (b) the plain approach: `transformers.Trainer` with default TrainingArguments (fp32, random sampling, no
@@ -51,12 +51,19 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    Trainer,
+    TrainingArguments,
+)
 
-from workflow_scripts.batching import RaggedTokens
-from workflow_scripts.config import load_config
-from workflow_scripts.model import classifier, geneformer_config
-from workflow_scripts.training import train
+from workflow_scripts.core.batching import RaggedTokens
+from workflow_scripts.core.config import load_config
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"  # noqa: E402
+from workflow_scripts.core.model import classifier, geneformer_config
+from workflow_scripts.core.training import train
 
 VOCAB_SIZE = 25_426  # Geneformer V1 token dictionary
 FIRST_GENE_TOKEN = 2  # 0 <pad>, 1 <mask>
@@ -80,7 +87,7 @@ def synthetic_cells(n_cells: int, model_input_size: int, seed: int) -> tuple[Rag
 def model_directory(sizes: tuple[int, int, int, int], model_input_size: int, directory: Path) -> Path:
     """A config-only checkpoint directory: the workflow's model defaults with these sizes."""
     layers, hidden, heads, intermediate = sizes
-    model = {**load_config()["model"], "num_hidden_layers": layers, "hidden_size": hidden,
+    model = {**load_config(REPO_CONFIG)["model"], "num_hidden_layers": layers, "hidden_size": hidden,
              "num_attention_heads": heads, "intermediate_size": intermediate}
     geneformer_config(model, VOCAB_SIZE, model_input_size).save_pretrained(directory)
     return directory

@@ -3,9 +3,9 @@ import functools
 import json
 from pathlib import Path
 
-from workflow_scripts.ablation import downstream_finetuning, evaluation_masking, variant_settings
-from workflow_scripts.config import method_settings, validate_config
-from workflow_scripts.errors import InputError
+from workflow_scripts.ablation.variants import downstream_finetuning, evaluation_masking, variant_settings
+from workflow_scripts.core.config import method_settings, validate_config
+from workflow_scripts.core.errors import InputError
 
 validate_config(config, source="config")  # fills schema defaults in place; stops on a bad config
 
@@ -106,11 +106,11 @@ def memory_by_attempt(mem_mb):
 
 
 def launcher(family):
-    """How a model job starts: plainly on the CPU; on GPUs through workflow_scripts.devices, which
+    """How a model job starts: plainly on the CPU; on GPUs through workflow_scripts.core.devices, which
     claims the job's own devices (Snakemake never sets CUDA_VISIBLE_DEVICES) and starts one process
     per GPU under torchrun when the job asks for more than one."""
     gpus = config["resources"][family]["gpu"]
-    return f"python -m workflow_scripts.devices --gpus {gpus} --" if gpus else "python -m workflow_scripts"
+    return f"python -m workflow_scripts.core.devices --gpus {gpus} --" if gpus else "python -m workflow_scripts"
 
 
 def alternatives(names):

@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts.config import DEFAULT_CONFIG_PATH, load_config
-from workflow_scripts.dictionaries import load_token_dictionary
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.dictionaries import load_token_dictionary
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = REPO / "config" / "config.yaml"  # the embedded default
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,13 @@ import re
 import pandas as pd
 import pytest
 import yaml
+from conftest import DEFAULT_CONFIG_PATH
 
-from workflow_scripts.aggregate import collect_experiments, compare_with_reported
-from workflow_scripts.config import DEFAULT_CONFIG_PATH
-from workflow_scripts.errors import InputError
+from workflow_scripts.aggregate.tables import (
+    collect_experiments,
+    compare_with_reported,
+)
+from workflow_scripts.core.errors import InputError
 
 REPORTED = DEFAULT_CONFIG_PATH.parent / "reported.yaml"
 

@@ -24,17 +24,19 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
+from conftest import DEFAULT_CONFIG_PATH, snakemake, write_counts_h5ad
 
-from workflow_scripts.checks import check_experiment
 from workflow_scripts.cli import main
-from workflow_scripts.config import DEFAULT_CONFIG_PATH, load_config
-from workflow_scripts.dictionaries import load_token_dictionary, write_dictionary_tsv
-from workflow_scripts.download import download_file
-from workflow_scripts.errors import InputError
-from workflow_scripts.readers import gene_labels_from_pickle, prepare_dataset
-from workflow_scripts.tokenize import tokenize_dataset
-
-from conftest import snakemake, write_counts_h5ad
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.dictionaries import (
+    load_token_dictionary,
+    write_dictionary_tsv,
+)
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.preflight.checks import check_experiment
+from workflow_scripts.prepare.download import download_file
+from workflow_scripts.prepare.readers import gene_labels_from_pickle, prepare_dataset
+from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 N_CELLS, N_GENES, N_FOLDS = 60, 150, 3
 CELL_EXPERIMENT = {"task": "cell_classification", "label_column": "cell_type", "group_column": None,
@@ -279,7 +281,7 @@ def malicious_pickle(bench: Bench) -> Case:
 CASES: dict[str, Callable[[Bench], Case]] = {
     # config: refused by the validator Snakemake runs before building the DAG (rules/common.smk)
     "config_schema_violation": lambda b: config_case(b, {"finetuning": {"epochs": 0}}, "finetuning.epochs",
-                                                     "does not match config/schema.yaml"),
+                                                     "does not match the configuration schema"),
     "config_unknown_key": lambda b: config_case(b, {"pretrainig": {"epochs": 1}}, "pretrainig", "not allowed"),
     "config_unknown_experiment": lambda b: config_case(
         b, {"quantization": {"models": [{"experiment": "pancreas", "method": "geneformer_enhanced"}]}},

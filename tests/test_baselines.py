@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts.baselines import run_baseline
-from workflow_scripts.errors import InputError
+from workflow_scripts.baselines.classifiers import run_baseline
+from workflow_scripts.core.errors import InputError
 
 CLASSES = ["alpha", "beta", "delta"]
 N_CELLS_PER_CLASS = 40

@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from workflow_scripts.batching import RaggedTokens, dataset_rows, inference_batches, length_grouped_batches
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.batching import (
+    RaggedTokens,
+    dataset_rows,
+    inference_batches,
+    length_grouped_batches,
+)
+from workflow_scripts.core.errors import InputError
 
 
 def ragged(lengths, seed=0):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts.checks import check_experiment
-from workflow_scripts.dictionaries import write_dictionary_tsv
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.dictionaries import write_dictionary_tsv
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.preflight.checks import check_experiment
 
 EXPERIMENT = {"task": "cell_classification", "label_column": "cell_type", "group_column": None, "split": "stratified", "n_folds": 3, "subset": {}}
 

@@ -4,9 +4,14 @@ import copy
 
 import pytest
 import yaml
+from conftest import DEFAULT_CONFIG_PATH
 
-from workflow_scripts.config import DEFAULT_CONFIG_PATH, load_config, method_settings, validate_config
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.config import (
+    load_config,
+    method_settings,
+    validate_config,
+)
+from workflow_scripts.core.errors import InputError
 
 REPO = DEFAULT_CONFIG_PATH.parent.parent
 

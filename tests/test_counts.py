@@ -10,8 +10,12 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts.counts import check_counts_file, iter_count_chunks, read_gene_ids
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.counts import (
+    check_counts_file,
+    iter_count_chunks,
+    read_gene_ids,
+)
+from workflow_scripts.core.errors import InputError
 
 
 def random_counts(n_cells: int, n_genes: int, seed: int = 0) -> sp.csr_matrix:

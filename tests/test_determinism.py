@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import TEST_PRESET, snakemake
 
 SUMMARY_TABLES = ("results/tables/*.csv", "results/*/summary.csv", "results/*/per_class.csv")

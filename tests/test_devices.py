@@ -18,12 +18,16 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from transformers import BertConfig, BertForSequenceClassification
 
-from workflow_scripts import devices
-from workflow_scripts.batching import RaggedTokens
-from workflow_scripts.devices import claim_gpus, distributed_context, launch_arguments
-from workflow_scripts.errors import InputError
-from workflow_scripts.finetune import head_only_schedule
-from workflow_scripts.training import train
+from workflow_scripts.core import devices
+from workflow_scripts.core.batching import RaggedTokens
+from workflow_scripts.core.devices import (
+    claim_gpus,
+    distributed_context,
+    launch_arguments,
+)
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.training import train
+from workflow_scripts.finetune.finetuning import head_only_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 # their indices, and holds them until its stdin closes or it is killed.
 CLAIMER = textwrap.dedent("""
     import sys
-    from workflow_scripts.devices import claim_gpus
+    from workflow_scripts.core.devices import claim_gpus
     print(claim_gpus(int(sys.argv[1]), sys.argv[2], device_count=3, timeout_s=30, poll_s=0.05), flush=True)
     sys.stdin.read()
 """)
@@ -99,7 +103,7 @@ def test_more_gpus_than_the_machine_has_is_refused_at_once(tmp_path, unclaimed):
 # The launcher on a fake 3-GPU machine, whose job (after exec) prints what it sees and waits on stdin.
 LAUNCHER = textwrap.dedent("""
     import sys
-    from workflow_scripts import devices
+    from workflow_scripts.core import devices
     devices.gpu_count = lambda: 3
     job = "import os, sys; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); sys.stdin.read()"
     devices.launch_arguments = lambda command, gpus, processes: [sys.executable, "-c", job]

@@ -7,9 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow_scripts.dictionaries import (load_gene_name_dictionary, load_median_dictionary, load_token_dictionary,
-                                           safe_load_pickle)
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.dictionaries import (
+    load_gene_name_dictionary,
+    load_median_dictionary,
+    load_token_dictionary,
+    safe_load_pickle,
+)
+from workflow_scripts.core.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "geneformer_v1"
 

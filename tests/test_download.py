@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from workflow_scripts import download
-from workflow_scripts.download import download_file
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.prepare import download
+from workflow_scripts.prepare.download import download_file
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
@@ -191,7 +191,7 @@ def test_trust_on_first_use_records_then_refuses_a_change(server, tmp_path, slee
     base, state = server
     url = f"{base}/data.bin"
     record = tmp_path / "checksums.tsv"
-    with caplog.at_level(logging.WARNING, logger="workflow_scripts.download"):
+    with caplog.at_level(logging.WARNING, logger="workflow_scripts.prepare.download"):
         assert download_file(url, tmp_path / "first.bin", checksum_record=record) == PAYLOAD_SHA256
     assert "first use" in caplog.text and "NOT verified" in caplog.text
     with open(record, newline="") as handle:

@@ -11,25 +11,31 @@ import scipy.sparse as sp
 import torch
 from conftest import write_counts_h5ad
 
-from workflow_scripts.batching import load_tokenized
-from workflow_scripts.dictionaries import CLS_TOKEN, EOS_TOKEN, load_token_dictionary
-from workflow_scripts.embeddings import (
+from workflow_scripts.core.batching import load_tokenized
+from workflow_scripts.core.dictionaries import (
+    CLS_TOKEN,
+    EOS_TOKEN,
+    load_token_dictionary,
+)
+from workflow_scripts.core.encoder import (
+    cell_embeddings,
+    encoder,
+    load_encoder_model,
+    token_states,
+)
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.model import classifier, geneformer_config, new_masked_lm
+from workflow_scripts.embeddings.embedding import (
     EMBEDDING_KEY,
     bf16_to_float32,
-    cell_embeddings,
     embedding_scores,
-    encoder,
     extract_embeddings,
-    load_encoder_model,
     pca_embedding,
     score_embeddings,
-    token_states,
     write_embedding_h5ad,
 )
-from workflow_scripts.errors import InputError
-from workflow_scripts.medians import build_reference, compute_gene_medians
-from workflow_scripts.model import classifier, geneformer_config, new_masked_lm
-from workflow_scripts.tokenize import tokenize_dataset
+from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 MODEL = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2,

@@ -29,13 +29,13 @@ DATA_ENV, TORCH_ENV = ENVS / "data.yaml", ENVS / "torch.yaml"
 DISTRIBUTION_OF_IMPORT = {"sklearn": "scikit-learn", "yaml": "pyyaml"}
 # Distributions a module needs without importing them by name.
 IMPLICIT_NEEDS = {
-    "aggregate": {"tabulate"},  # DataFrame.to_markdown
-    "counts": {"h5py"},  # anndata's h5ad reader, pinned so the environment reads HDF5 with the locked version
+    "aggregate.tables": {"tabulate"},  # DataFrame.to_markdown
+    "core.counts": {"h5py"},  # anndata's h5ad reader, pinned so the environment reads HDF5 with the locked version
 }
 # Lazy imports that no job of a command reaching them runs, with the reason.
 NOT_IN_JOBS = {
-    ("config", "snakemake"): "validate_config runs in the Snakemake process (rules/common.smk), never in a job",
-    ("batching", "torch"): "RaggedTokens.padded builds model inputs: only the model commands call it",
+    ("core.config", "snakemake"): "validate_config runs in the Snakemake process (rules/common.smk), never in a job",
+    ("core.batching", "torch"): "RaggedTokens.padded builds model inputs: only the model commands call it",
 }
 # Direct dependencies of the Snakemake process itself, not of jobs.
 DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
@@ -84,10 +84,20 @@ def lock_versions() -> dict[str, str]:
 
 @functools.cache
 def module_imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(workflow_scripts modules, third-party top-level names) a module imports anywhere, lazy imports
-    included; `if TYPE_CHECKING:` blocks are skipped (they never run)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """(workflow_scripts modules, dotted as `core.errors`, and third-party top-level names) a module
+    imports anywhere, lazy imports included, with the packages whose __init__ each import runs;
+    `if TYPE_CHECKING:` blocks are skipped (they never run)."""
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    package = module.split(".")[:-1]
     internal, external = set(), set()
+
+    def add_internal(dotted: str) -> None:
+        parts = dotted.split(".")
+        for end in range(1, len(parts)):
+            internal.add(".".join(parts[:end]) + ".__init__")
+        is_package = (PACKAGE / dotted.replace(".", "/")).is_dir()
+        internal.add(dotted + ".__init__" if is_package else dotted)
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -97,7 +107,11 @@ def module_imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level:
-            internal.update([node.module.split(".")[0]] if node.module else [alias.name for alias in node.names])
+            base = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+            for alias in node.names:  # `from . import x` / `from .pkg import module` import modules
+                candidate = ".".join([*base, alias.name])
+                is_module = (PACKAGE / (candidate.replace(".", "/") + ".py")).is_file()
+                add_internal(candidate if is_module else ".".join(base))
             names = []
         elif isinstance(node, ast.ImportFrom):
             names = [node.module]
@@ -106,7 +120,7 @@ def module_imports(module: str) -> tuple[frozenset[str], frozenset[str]]:
         for name in names:
             top, _, rest = name.partition(".")
             if top == "workflow_scripts":
-                internal.add(rest.split(".")[0] or "__init__")
+                add_internal(rest) if rest else internal.add("__init__")
             elif top not in sys.stdlib_module_names and top != "__future__":
                 external.add(top)
         for child in ast.iter_child_nodes(node):

@@ -10,9 +10,10 @@ import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
 from sklearn.preprocessing import label_binarize
 
-from workflow_scripts.errors import InputError
-from workflow_scripts.evaluate import score_predictions, summarize_experiment
-from workflow_scripts.io_utils import write_tsv
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.metrics import score_predictions
+from workflow_scripts.core.outputs import write_tsv
+from workflow_scripts.evaluate.summary import summarize_experiment
 
 CLASSES = ["a", "b", "c", "d"]
 N_FOLDS = 3

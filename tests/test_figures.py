@@ -10,10 +10,14 @@ import pytest
 from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
 
-from workflow_scripts.errors import InputError
-from workflow_scripts.evaluate import read_predictions
-from workflow_scripts.figures import ROC_GRID, mean_roc, plot_experiment
-from workflow_scripts.io_utils import write_tsv
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.metrics import read_predictions
+from workflow_scripts.core.outputs import write_tsv
+from workflow_scripts.evaluate.figures import (
+    ROC_GRID,
+    mean_roc,
+    plot_experiment,
+)
 
 STEMS = ("roc", "confusion", "per_class_f1")
 
@@ -95,7 +99,7 @@ def test_mixed_class_orders_are_refused(tmp_path: Path) -> None:
 
 
 def test_relative_change_figure(tmp_path):
-    from workflow_scripts.figures import plot_relative_change
+    from workflow_scripts.evaluate.figures import plot_relative_change
 
     summary = pd.DataFrame({"method": ["default", "linear_probing", "full"], "accuracy_mean": [0.8, 0.88, 0.72],
                             "macro_f1_mean": [0.7, 0.7, 0.63], "macro_auc_mean": [0.9, 0.95, 0.9]})

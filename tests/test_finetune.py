@@ -5,11 +5,20 @@ import pandas as pd
 import pytest
 import torch
 
-from workflow_scripts.finetune import finetune_fold, head_only_schedule, upsample_rare_classes
-from workflow_scripts.medians import build_reference, compute_gene_medians
-from workflow_scripts.model import classifier, freeze, geneformer_config, new_masked_lm
-from workflow_scripts.tokenize import tokenize_dataset
-from workflow_scripts.folds import make_folds
+from workflow_scripts.core.folds import make_folds
+from workflow_scripts.core.model import (
+    classifier,
+    freeze,
+    geneformer_config,
+    new_masked_lm,
+)
+from workflow_scripts.finetune.finetuning import (
+    finetune_fold,
+    head_only_schedule,
+    upsample_rare_classes,
+)
+from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.02,

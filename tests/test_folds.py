@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.errors import InputError
-from workflow_scripts.folds import assign_folds, make_folds, read_folds
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.folds import assign_folds, make_folds, read_folds
 
 
 def test_folds_stratified_disjoint_and_seeded():

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_scripts.baselines import gene_expression_statistics, run_gene_baseline
-from workflow_scripts.batching import RaggedTokens
-from workflow_scripts.checks import check_experiment
-from workflow_scripts.errors import InputError
-from workflow_scripts.finetune import finetune_gene_fold
-from workflow_scripts.genes import (
+from workflow_scripts.baselines.classifiers import (
+    gene_expression_statistics,
+    run_gene_baseline,
+)
+from workflow_scripts.core.batching import RaggedTokens
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.genes import (
     IGNORE_INDEX,
     labelled_positions,
     labels_in_vocabulary,
@@ -21,9 +22,11 @@ from workflow_scripts.genes import (
     split_cells,
     token_label_lookup,
 )
-from workflow_scripts.medians import build_reference, compute_gene_medians
-from workflow_scripts.model import geneformer_config, new_masked_lm
-from workflow_scripts.tokenize import tokenize_dataset
+from workflow_scripts.core.model import geneformer_config, new_masked_lm
+from workflow_scripts.finetune.finetuning import finetune_gene_fold
+from workflow_scripts.preflight.checks import check_experiment
+from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.02, layer_norm_eps=1e-12)

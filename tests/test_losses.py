@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from workflow_scripts.losses import bce_loss, class_weights, dice_loss, focal_loss, make_loss
+from workflow_scripts.finetune.losses import (
+    bce_loss,
+    class_weights,
+    dice_loss,
+    focal_loss,
+    make_loss,
+)
 
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
 TARGETS = torch.tensor([0, 2])

@@ -4,8 +4,8 @@ masking, the masking-rate schedule, and GMT gene-set files."""
 import pytest
 import torch
 
-from workflow_scripts.errors import InputError
-from workflow_scripts.masking import (
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.pretrain.masking import (
     build_masking,
     evaluation_settings,
     gene_sets_for_vocabulary,

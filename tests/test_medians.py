@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts import medians as medians_module
-from workflow_scripts.dictionaries import load_median_dictionary, load_token_dictionary
-from workflow_scripts.errors import InputError
-from workflow_scripts.medians import build_reference, compute_gene_medians
+from workflow_scripts.core.dictionaries import (
+    load_median_dictionary,
+    load_token_dictionary,
+)
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.reference import medians as medians_module
+from workflow_scripts.reference.medians import build_reference, compute_gene_medians
 
 
 def write_counts(path: Path, dense: np.ndarray, n_counts: np.ndarray, gene_ids: list[str]) -> Path:
@@ -87,7 +90,7 @@ def test_histogram_passes_stay_exact(tmp_path, monkeypatch, chunk_size):
 def test_undetected_genes_are_left_out_and_logged(tmp_path, caplog):
     dense, n_counts = awkward_counts(20, 6, seed=1)
     path = write_counts(tmp_path / "corpus.h5ad", dense, n_counts, gene_names(6))
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.medians"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.reference.medians"):
         compute_gene_medians(path, tmp_path / "medians.tsv", 8)
     assert "ENSG00000000000" not in read_medians(tmp_path / "medians.tsv")["ensembl_id"].tolist()
     assert "2 of 6 genes" in caplog.text and "never detected" in caplog.text

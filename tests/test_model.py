@@ -6,8 +6,14 @@ import os
 import pytest
 import torch
 
-from workflow_scripts.errors import InputError
-from workflow_scripts.model import check_checkpoint, classifier, freeze, geneformer_config, new_masked_lm
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.model import (
+    check_checkpoint,
+    classifier,
+    freeze,
+    geneformer_config,
+    new_masked_lm,
+)
 
 MODEL = dict(hidden_size=16, num_hidden_layers=6, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.02,

@@ -10,18 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import DEFAULT_CONFIG_PATH
 from datasets import Dataset
 
-from workflow_scripts import simulate
-from workflow_scripts.batching import RaggedTokens
-from workflow_scripts.config import load_config
-from workflow_scripts.embeddings import token_states
-from workflow_scripts.errors import InputError
-from workflow_scripts.figures import plot_perturbation
-from workflow_scripts.finetune import fine_tune, save_model
-from workflow_scripts.medians import build_reference, compute_gene_medians
-from workflow_scripts.model import geneformer_config, new_masked_lm
-from workflow_scripts.perturb import (
+from workflow_scripts.core.batching import RaggedTokens
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.encoder import token_states
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.model import geneformer_config, new_masked_lm
+from workflow_scripts.finetune.finetuning import fine_tune, save_model
+from workflow_scripts.perturb.figures import plot_perturbation
+from workflow_scripts.perturb.perturbation import (
     delete_tokens,
     matched_cosines,
     null_statistics,
@@ -30,7 +29,9 @@ from workflow_scripts.perturb import (
     plan_perturbations,
     run_perturbation,
 )
-from workflow_scripts.tokenize import tokenize_dataset
+from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.simulate import simulator as simulate
+from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 
 def ragged(rows: list[list[int]]) -> RaggedTokens:
@@ -381,7 +382,7 @@ def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypa
     for name, value in DRIVER_ONLY.items():
         monkeypatch.setattr(simulate, name, value)
     torch.set_num_threads(1)
-    config = load_config(overrides={"simulation": SIMULATION})
+    config = load_config(DEFAULT_CONFIG_PATH, overrides={"simulation": SIMULATION})
     seed = 1
     for name in ("corpus", "cardiomyocytes"):
         simulate.simulate_dataset(name, config["simulation"], seed, tmp_path / f"{name}.h5ad",
@@ -391,7 +392,7 @@ def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypa
     tokenize_dataset(tmp_path / "cardiomyocytes.h5ad", tmp_path / "tokens.tsv", tmp_path / "used.tsv",
                      tmp_path / "cells.dataset", 64, False, 600, ["disease"], 50)
 
-    from workflow_scripts.batching import load_tokenized
+    from workflow_scripts.core.batching import load_tokenized
 
     tokens, dataset = load_tokenized(tmp_path / "cells.dataset")
     disease = np.asarray(dataset["disease"])

@@ -14,14 +14,16 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
-
-from workflow_scripts.config import load_config
-from workflow_scripts.counts import check_counts_file
-from workflow_scripts.dictionaries import load_gene_name_dictionary, load_token_dictionary
-from workflow_scripts.errors import InputError
-from workflow_scripts.readers import prepare_dataset
-
 from conftest import snakemake
+
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.counts import check_counts_file
+from workflow_scripts.core.dictionaries import (
+    load_gene_name_dictionary,
+    load_token_dictionary,
+)
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.prepare.readers import prepare_dataset
 
 
 @pytest.fixture
@@ -119,7 +121,7 @@ def file_server(tmp_path):
 def test_checkpoint_and_gene_class_pickle_are_downloaded_verified_and_used(workdir, file_server):
     """The real-data path on loopback files: a checkpoint and a gene class pickle are fetched, checked
     (a pinned sha256; a size and a first-use record), converted, and fine-tuning starts from them."""
-    from workflow_scripts.model import geneformer_config, new_masked_lm
+    from workflow_scripts.core.model import geneformer_config, new_masked_lm
 
     served, base = file_server
     test_preset = ("--configfile", "config/test.yaml")

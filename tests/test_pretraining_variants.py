@@ -8,15 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import DEFAULT_CONFIG_PATH, preset_config, snakemake
 from transformers import AutoModel
 
-from conftest import preset_config, snakemake
-from workflow_scripts.ablation import collect_ablation, downstream_finetuning, variant_settings
-from workflow_scripts.config import load_config
-from workflow_scripts.dictionaries import load_token_dictionary
-from workflow_scripts.embeddings import encoder, load_encoder_model
-from workflow_scripts.errors import InputError
-from workflow_scripts.model import (
+from workflow_scripts.ablation.variants import (
+    collect_ablation,
+    downstream_finetuning,
+    variant_settings,
+)
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.dictionaries import load_token_dictionary
+from workflow_scripts.core.encoder import encoder, load_encoder_model
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.model import (
     classifier,
     freeze,
     geneformer_config,
@@ -25,9 +29,12 @@ from workflow_scripts.model import (
     new_masked_lm,
     parameter_count,
 )
-from workflow_scripts.pretrain import SUMMARY_FILE, pretrain_model
+from workflow_scripts.pretrain.pretraining import (
+    SUMMARY_FILE,
+    pretrain_model,
+)
 
-CONFIG = load_config()
+CONFIG = load_config(DEFAULT_CONFIG_PATH)
 MODEL = {**{key: value for key, value in CONFIG["model"].items() if key not in ("checkpoint", "download")},
          "num_hidden_layers": 3, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}
 V, P = 50, 32  # vocabulary, positions

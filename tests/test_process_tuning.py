@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.process_tuning import NUMPY_AVX512_FEATURES, is_zen4, tune_process
+from workflow_scripts.core.process_tuning import (
+    NUMPY_AVX512_FEATURES,
+    is_zen4,
+    tune_process,
+)
 
 AVX512_FLAGS = "fpu sse2 avx2 avx512f avx512dq avx512bw"
 
@@ -34,7 +38,7 @@ def test_zen4_is_recognized_from_cpuinfo(text, expected):
 def tuned_in_fresh_process(tmp_path: Path, cpu: str, **environment: str) -> tuple[list[str], str | None]:
     """tune_process() in a new interpreter (numpy not yet imported) with `cpu` as /proc/cpuinfo."""
     (tmp_path / "cpuinfo").write_text(cpu)
-    code = ("import json, os, sys; from pathlib import Path; from workflow_scripts.process_tuning import tune_process; "
+    code = ("import json, os, sys; from pathlib import Path; from workflow_scripts.core.process_tuning import tune_process; "
             f"applied = tune_process(Path({str(tmp_path / 'cpuinfo')!r})); import numpy; "
             "print(json.dumps([applied, os.environ.get('NPY_DISABLE_CPU_FEATURES')]))")
     clean = {key: value for key, value in os.environ.items()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import yaml
-
 from conftest import snakemake
 
 RESOURCES = re.compile(r"^rule (\w+):$|^\s+resources: (.*)$", re.MULTILINE)
@@ -36,7 +35,7 @@ def test_slurm_profile_requests_gpus_memory_and_time_from_config(workdir):
                        "cluster.yaml")
     assert result.returncode == 0, result.stderr
     # GPU jobs start through the launcher that claims their devices (one process per GPU under torchrun)
-    assert result.stdout.count("python -m workflow_scripts.devices --gpus 2 -- finetune") == 80
+    assert result.stdout.count("python -m workflow_scripts.core.devices --gpus 2 -- finetune") == 80
     jobs = requested_resources(result.stdout)
     assert len(jobs["finetune_fold"]) == 80
     for job in jobs["finetune_fold"]:

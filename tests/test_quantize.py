@@ -12,10 +12,10 @@ import torch
 from matplotlib.image import imread
 from transformers import BertConfig, BertForSequenceClassification
 
-from workflow_scripts.batching import load_tokenized
-from workflow_scripts.errors import InputError
-from workflow_scripts.io_utils import write_tsv
-from workflow_scripts.quantize import (
+from workflow_scripts.core.batching import load_tokenized
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.outputs import write_tsv
+from workflow_scripts.quantize.quantization import (
     COLUMNS,
     benchmark_quantization,
     collect_quantization,

@@ -14,12 +14,22 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts.counts import iter_count_chunks
-from workflow_scripts.errors import InputError
-from workflow_scripts.readers import (canonical_anndata, counts_from_log_normalized, gene_labels_from_pickle,
-                                      find_raw_counts, looks_log_normalized, map_gene_symbols, prepare_cardiomyopathy,
-                                      prepare_pancreas, prepare_sciplex2, read_geo_triplets, read_user_h5ad,
-                                      write_canonical_h5ad)
+from workflow_scripts.core.counts import iter_count_chunks
+from workflow_scripts.core.dictionaries import map_gene_symbols
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.prepare.readers import (
+    canonical_anndata,
+    counts_from_log_normalized,
+    find_raw_counts,
+    gene_labels_from_pickle,
+    looks_log_normalized,
+    prepare_cardiomyopathy,
+    prepare_pancreas,
+    prepare_sciplex2,
+    read_geo_triplets,
+    read_user_h5ad,
+    write_canonical_h5ad,
+)
 
 GENE_IDS = [f"ENSG{index:011d}" for index in range(1, 9)]
 SYMBOLS = ["INS", "GCG", "SST", "PPY", "KRT19", "PRSS1", "VWF", "SOX10"]

@@ -16,19 +16,19 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEFAULT_CONFIG_PATH, REPO
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from transformers import BertConfig, BertForSequenceClassification
 
-from conftest import REPO
-from workflow_scripts.batching import RaggedTokens
-from workflow_scripts.config import load_config
-from workflow_scripts.errors import InputError
-from workflow_scripts.finetune import finetune_fold
-from workflow_scripts.model import geneformer_config, new_masked_lm
-from workflow_scripts.pretrain import pretrain_model
-from workflow_scripts.training import CHECKPOINT_FILE, resume_dir_of, train
+from workflow_scripts.core.batching import RaggedTokens
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.model import geneformer_config, new_masked_lm
+from workflow_scripts.core.training import CHECKPOINT_FILE, resume_dir_of, train
+from workflow_scripts.finetune.finetuning import finetune_fold
+from workflow_scripts.pretrain.pretraining import pretrain_model
 
-CONFIG = load_config()  # the schema's and config.yaml's settings, with the test's sizes below
+CONFIG = load_config(DEFAULT_CONFIG_PATH)  # the schema's and config.yaml's settings, with the test's sizes below
 MODEL = {**{key: value for key, value in CONFIG["model"].items() if key not in ("checkpoint", "download")},
          "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
          "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}  # dropout: resuming restores its RNG
@@ -125,7 +125,7 @@ def test_finetuning_killed_mid_epoch_resumes_to_the_uninterrupted_outputs(cells,
     assert (resume_dir_of(resumed / "model") / CHECKPOINT_FILE).exists()
     assert not (resumed / "model").exists() and not (resumed / "predictions.tsv").exists()
 
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.core.training"):
         finetune(cells, resumed, FINETUNING)  # the rerun, in another process than the killed one
     assert "epoch 2, 4 of 8 batches done, step 12" in caplog.text
     assert output_bytes(resumed, FOLD_OUTPUTS) == output_bytes(cells / "reference", FOLD_OUTPUTS)  # byte for byte
@@ -163,7 +163,7 @@ def test_pretraining_resumes_from_an_epoch_end_with_its_masking_generator(cells,
     pretrain(cells, cells / "reference", PRETRAINING)
     with interrupted_after_step(15):
         pretrain(cells, cells / "resumed", PRETRAINING)
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.core.training"):
         pretrain(cells, cells / "resumed", PRETRAINING)
     assert "epoch 2, 0 of 11 batches done, step 11" in caplog.text
     assert output_bytes(cells / "resumed", PRETRAINED_OUTPUTS) == output_bytes(cells / "reference", PRETRAINED_OUTPUTS)
@@ -176,7 +176,7 @@ def test_a_checkpoint_of_other_settings_is_ignored(cells, one_thread, caplog):
     with interrupted_after_step(12):
         pretrain(cells, cells / "resumed", stale)
     assert (resume_dir_of(cells / "resumed") / CHECKPOINT_FILE).exists()
-    with caplog.at_level(logging.INFO, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.INFO, logger="workflow_scripts.core.training"):
         pretrain(cells, cells / "resumed", PRETRAINING)
     assert "written for other settings, data or initial weights: ignored" in caplog.text
     assert "resuming" not in caplog.text
@@ -214,7 +214,7 @@ def tiny_training(cells_that_fit: int | None):
 
 def test_out_of_memory_halves_the_micro_batch_and_keeps_the_batch(caplog, one_thread):
     full_parameters, full_log, full_passes = tiny_training(None)
-    with caplog.at_level(logging.WARNING, logger="workflow_scripts.training"):
+    with caplog.at_level(logging.WARNING, logger="workflow_scripts.core.training"):
         parameters, log, passes = tiny_training(4)
     warnings = [record.getMessage() for record in caplog.records]
     assert warnings == [("CUDA out of memory at step 1 with a micro-batch of 8 cells: retrying with 4 cells and "
@@ -232,7 +232,7 @@ def test_out_of_memory_halves_the_micro_batch_and_keeps_the_batch(caplog, one_th
 
 
 def test_out_of_memory_with_one_cell_per_pass_stops_with_a_clear_error(caplog, one_thread):
-    with caplog.at_level(logging.WARNING, logger="workflow_scripts.training"), \
+    with caplog.at_level(logging.WARNING, logger="workflow_scripts.core.training"), \
             pytest.raises(InputError, match="out of GPU memory at step 1 with one cell per forward pass"):
         tiny_training(0)
     assert [record.getMessage().split(":")[0] for record in caplog.records] == \

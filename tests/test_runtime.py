@@ -5,8 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workflow_scripts.errors import InputError
-from workflow_scripts.runtime import collect_runtime, per_rule, read_benchmarks
+from workflow_scripts.aggregate.runtime import (
+    collect_runtime,
+    per_rule,
+    read_benchmarks,
+)
+from workflow_scripts.core.errors import InputError
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 

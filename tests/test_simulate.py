@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import DEFAULT_CONFIG_PATH
 from scipy.stats import spearmanr
 
-from workflow_scripts import simulate
-from workflow_scripts.config import load_config
-from workflow_scripts.dictionaries import SPECIAL_TOKENS, load_token_dictionary
-from workflow_scripts.errors import InputError
+from workflow_scripts.core.config import load_config
+from workflow_scripts.core.dictionaries import SPECIAL_TOKENS, load_token_dictionary
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.simulate import simulator as simulate
 
 SMALL = {
     "n_genes": 2000,  # the default: sparsity is checked at the realistic gene count
@@ -34,7 +35,7 @@ COMMON_TYPES = ("alpha", "beta", "ductal", "acinar")
 @pytest.fixture(scope="module")
 def simulation() -> dict:
     """The small settings with every other key filled from config/schema.yaml defaults."""
-    return load_config(overrides={"simulation": SMALL})["simulation"]
+    return load_config(DEFAULT_CONFIG_PATH, overrides={"simulation": SMALL})["simulation"]
 
 
 @pytest.fixture(scope="module", autouse=True)

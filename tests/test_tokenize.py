@@ -11,10 +11,19 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from workflow_scripts import tokenize as tokenize_module
-from workflow_scripts.dictionaries import BUILTIN, builtin_path, load_median_dictionary, load_token_dictionary
-from workflow_scripts.errors import InputError
-from workflow_scripts.tokenize import ordered_map, ranked_tokens, tokenize_dataset
+from workflow_scripts.core.dictionaries import (
+    BUILTIN,
+    builtin_path,
+    load_median_dictionary,
+    load_token_dictionary,
+)
+from workflow_scripts.core.errors import InputError
+from workflow_scripts.tokenization import tokenizer as tokenize_module
+from workflow_scripts.tokenization.tokenizer import (
+    ordered_map,
+    ranked_tokens,
+    tokenize_dataset,
+)
 
 
 def write_counts(path: Path, dense: np.ndarray, gene_ids: list[str], obs: pd.DataFrame | None = None) -> Path:

@@ -18,42 +18,43 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import InputError
+from .core.errors import InputError
+from .core.settings import Settings
 
 # command -> "module:function" (imported lazily so `--help` stays fast)
 COMMANDS = {
-    "simulate": "simulate:simulate_dataset",
-    "download": "download:download_file",
-    "prepare": "readers:prepare_dataset",
-    "medians": "medians:compute_gene_medians",
-    "reference": "medians:build_reference",
-    "tokenize": "tokenize:tokenize_dataset",
-    "check": "checks:check_experiment",
-    "folds": "folds:make_folds",
-    "gene-labels": "simulate:write_dosage_gene_labels",
-    "gene-labels-from-pickle": "readers:gene_labels_from_pickle",
-    "gene-folds": "genes:make_gene_folds",
-    "gene-sets": "simulate:write_gene_sets",
-    "pretrain": "pretrain:pretrain_model",
-    "ablation-table": "ablation:collect_ablation",
-    "finetune": "finetune:finetune_fold",
-    "finetune-genes": "finetune:finetune_gene_fold",
-    "baseline": "baselines:run_baseline",
-    "gene-baseline": "baselines:run_gene_baseline",
-    "summarize": "evaluate:summarize_experiment",
-    "figures": "figures:plot_experiment",
-    "relative-change": "figures:plot_relative_change",
-    "aggregate": "aggregate:collect_experiments",
-    "compare": "aggregate:compare_with_reported",
-    "runtime": "runtime:collect_runtime",
-    "quantize": "quantize:benchmark_quantization",
-    "quantization-table": "quantize:collect_quantization",
-    "embeddings": "embeddings:extract_embeddings",
-    "pca-embedding": "embeddings:pca_embedding",
-    "score-embeddings": "embeddings:score_embeddings",
-    "perturb": "perturb:run_perturbation",
-    "perturbation-truth": "perturb:perturbation_truth",
-    "perturbation-figures": "figures:plot_perturbation",
+    "simulate": "simulate.simulator:simulate_dataset",
+    "download": "prepare.download:download_file",
+    "prepare": "prepare.readers:prepare_dataset",
+    "medians": "reference.medians:compute_gene_medians",
+    "reference": "reference.medians:build_reference",
+    "tokenize": "tokenization.tokenizer:tokenize_dataset",
+    "check": "preflight.checks:check_experiment",
+    "folds": "core.folds:make_folds",
+    "gene-labels": "simulate.simulator:write_dosage_gene_labels",
+    "gene-labels-from-pickle": "prepare.readers:gene_labels_from_pickle",
+    "gene-folds": "core.genes:make_gene_folds",
+    "gene-sets": "simulate.simulator:write_gene_sets",
+    "pretrain": "pretrain.pretraining:pretrain_model",
+    "ablation-table": "ablation.variants:collect_ablation",
+    "finetune": "finetune.finetuning:finetune_fold",
+    "finetune-genes": "finetune.finetuning:finetune_gene_fold",
+    "baseline": "baselines.classifiers:run_baseline",
+    "gene-baseline": "baselines.classifiers:run_gene_baseline",
+    "summarize": "evaluate.summary:summarize_experiment",
+    "figures": "evaluate.figures:plot_experiment",
+    "relative-change": "evaluate.figures:plot_relative_change",
+    "aggregate": "aggregate.tables:collect_experiments",
+    "compare": "aggregate.tables:compare_with_reported",
+    "runtime": "aggregate.runtime:collect_runtime",
+    "quantize": "quantize.quantization:benchmark_quantization",
+    "quantization-table": "quantize.quantization:collect_quantization",
+    "embeddings": "embeddings.embedding:extract_embeddings",
+    "pca-embedding": "embeddings.embedding:pca_embedding",
+    "score-embeddings": "embeddings.embedding:score_embeddings",
+    "perturb": "perturb.perturbation:run_perturbation",
+    "perturbation-truth": "perturb.perturbation:perturbation_truth",
+    "perturbation-figures": "perturb.figures:plot_perturbation",
 }
 
 
@@ -62,8 +63,10 @@ def resolve(command: str) -> Callable:
     return getattr(importlib.import_module(f"workflow_scripts.{module}"), function)
 
 
-def _converter(annotation) -> Callable[[str], object]:
-    """How to read one command-line value for a parameter of this type."""
+def _converter(annotation, name: str) -> Callable[[str], object]:
+    """How to read one command-line value for a parameter of this type (settings: one JSON object)."""
+    if isinstance(annotation, type) and issubclass(annotation, Settings):
+        return lambda text: annotation.from_json(text, where=f"--{name.replace('_', '-')}")
     is_union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     kinds = set(typing.get_args(annotation)) if is_union else {annotation}
     kinds.discard(type(None))
@@ -85,7 +88,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         optional = type(None) in typing.get_args(hints[name])  # `X | None` may be left out: None
         required = parameter.default is inspect.Parameter.empty and not optional
         default = None if parameter.default is inspect.Parameter.empty else parameter.default
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(hints[name]),
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(hints[name], name),
                             required=required, default=default)
     return parser
 
@@ -98,11 +101,11 @@ def main(argv: list[str] | None = None, process_settings: list[str] | None = Non
               file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    command, arguments = argv[0], vars(build_parser(argv[0]).parse_args(argv[1:]))
     for setting in process_settings or []:
         logging.getLogger(__name__).info("process setting: %s", setting)
     try:
-        resolve(command)(**arguments)
+        arguments = vars(build_parser(argv[0]).parse_args(argv[1:]))  # settings are parsed here: bad keys stop now
+        resolve(argv[0])(**arguments)
     except InputError as error:
         print(f"ERROR (bad input) {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,1 @@
+"""Stage `ablation` (rules/ablation.smk): pretraining variants and their downstream scores."""

@@ -1,0 +1,1 @@
+"""Stage `baselines` (rules/baselines.smk): simple classifiers scored in the same folds as the models."""

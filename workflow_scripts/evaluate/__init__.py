@@ -1,0 +1,1 @@
+"""Stage `evaluate` (rules/evaluate.smk): fold metrics, mean ± SD tables and the experiment figures."""

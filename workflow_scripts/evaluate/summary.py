@@ -1,0 +1,114 @@
+"""Per-fold metrics from predictions.tsv, and their mean ± SD over folds per method.
+
+Every method (fine-tuned Geneformer or baseline) writes the same predictions.tsv, so one scorer
+judges them all; metrics come from scikit-learn so they match what readers would compute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import InputError
+from ..core.metrics import SUMMARY_METRICS, format_mean_sd, score_predictions
+from ..core.outputs import atomic_path
+
+
+def load_fold_metrics(predictions: list[tuple[str, int, str | Path]]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Score every fold; fold-level and per-class tables and the class order, checked for duplicates
+    and one class order."""
+    keys = [(method, int(fold)) for method, fold, _ in predictions]
+    if not predictions or len(set(keys)) != len(keys):
+        raise InputError(
+            "summarize predictions", "is empty or lists a (method, fold) twice", "pass each fold's predictions once"
+        )
+    fold_rows, class_rows, class_orders = [], [], {}
+    for method, fold, path in predictions:
+        payload = score_predictions(path)
+        class_orders[str(path)] = tuple(payload["classes"])
+        key = {"method": method, "fold": int(fold)}
+        scores = {metric: np.nan if payload[metric] is None else payload[metric] for metric in SUMMARY_METRICS}
+        fold_rows.append(key | {"n_predictions": payload["n_predictions"]} | scores)
+        class_rows += [key | {"class": label} | class_scores for label, class_scores in payload["per_class"].items()]
+    if len(set(class_orders.values())) != 1:
+        raise InputError(
+            "summarize predictions",
+            f"prediction files disagree on classes: {class_orders}",
+            "summarize the folds of one experiment",
+        )
+    return pd.DataFrame(fold_rows), pd.DataFrame(class_rows), list(next(iter(class_orders.values())))
+
+
+def summary_table(experiment: str, folds: pd.DataFrame, method_order: list[str]) -> pd.DataFrame:
+    """Mean and sample SD (ddof=1) per method and metric, plus a 'mean ± sd' column per metric."""
+    grouped = folds.groupby("method", sort=False)
+    summary = pd.DataFrame({"experiment": experiment, "method": method_order})
+    summary["n_folds"] = grouped.size().reindex(method_order).to_numpy()
+    for metric in SUMMARY_METRICS:
+        means = grouped[metric].mean().reindex(method_order).to_numpy()
+        sds = grouped[metric].std(ddof=1).reindex(method_order).to_numpy()
+        summary[f"{metric}_mean"] = means
+        summary[f"{metric}_sd"] = sds
+        summary[metric] = [format_mean_sd(mean, sd) for mean, sd in zip(means, sds)]
+    return summary
+
+
+def per_class_table(
+    experiment: str, class_scores: pd.DataFrame, method_order: list[str], classes: list[str]
+) -> pd.DataFrame:
+    """Per-class precision/recall/F1 mean and SD (ddof=1) over the folds where the class occurs; total support.
+
+    A fold without the class has no recall or F1 for it, so it is left out rather than counted as 0.
+    """
+    present = class_scores[class_scores["support"] > 0].groupby(["method", "class"])
+    table = pd.DataFrame(index=pd.MultiIndex.from_product([method_order, classes], names=["method", "class"]))
+    for score in ("precision", "recall", "f1"):
+        table[f"{score}_mean"] = present[score].mean()
+        table[f"{score}_sd"] = present[score].std(ddof=1)
+    table["n_folds"] = present.size().reindex(table.index, fill_value=0)
+    table["support"] = class_scores.groupby(["method", "class"])["support"].sum()
+    table = table.reset_index()
+    table.insert(0, "experiment", experiment)
+    return table
+
+
+def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataFrame) -> str:
+    """Markdown: mean ± SD over folds per method, then per-class F1 with one column per method
+    (the layout of the ECE228 report's Table 2, baseline vs enhanced)."""
+    lines = [
+        f"## {experiment}: mean ± SD over folds",
+        "",
+        "| method | accuracy | macro F1 | macro AUC | n folds |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row.method} | {row.accuracy} | {row.macro_f1} | {row.macro_auc} | {row.n_folds} |"
+        for row in summary.itertuples(index=False)
+    ]
+    f1 = per_class.pivot(index="class", columns="method", values="f1_mean")[list(summary["method"])]
+    support = per_class.groupby("class")["support"].first()
+    lines += ["", "### Per-class F1 (mean over folds)", "",
+              "| class | support | " + " | ".join(f1.columns) + " |", "|---|---|" + "---|" * len(f1.columns)]
+    lines += [
+        f"| {label} | {int(support[label])} | " + " | ".join(f"{value:.2f}" for value in row) + " |"
+        for label, row in f1.iterrows()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def summarize_experiment(experiment: str, predictions: list[tuple[str, int, str | Path]], output_dir: str | Path) -> None:
+    """Score every (method, fold) predictions.tsv; write fold_metrics.csv, summary.csv, summary.md, per_class.csv."""
+    method_order = list(dict.fromkeys(method for method, _, _ in predictions))
+    ordered = sorted(predictions, key=lambda entry: (method_order.index(entry[0]), int(entry[1])))
+    folds, class_scores, classes = load_fold_metrics(ordered)
+    folds.insert(0, "experiment", experiment)
+    summary = summary_table(experiment, folds, method_order)
+    per_class = per_class_table(experiment, class_scores, method_order, classes)
+    output_dir = Path(output_dir)
+    for name, table in (("fold_metrics.csv", folds), ("summary.csv", summary), ("per_class.csv", per_class)):
+        with atomic_path(output_dir / name) as temporary:
+            table.to_csv(temporary, index=False)
+    with atomic_path(output_dir / "summary.md") as temporary:
+        temporary.write_text(summary_markdown(experiment, summary, per_class))

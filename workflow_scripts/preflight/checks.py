@@ -1,0 +1,107 @@
+"""Preflight: every check on an experiment's input that can fail, run before any training starts.
+
+Pretraining and fine-tuning depend on these reports, so bad input stops the workflow within
+seconds with a message naming the input and the fix, never after an hour of training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..core.counts import check_counts_file, read_gene_ids
+from ..core.dictionaries import load_median_dictionary, load_token_dictionary
+from ..core.errors import InputError
+from ..core.folds import select_cells
+from ..core.genes import labels_in_vocabulary, read_gene_labels, require_genes_per_class
+from ..core.outputs import write_json
+
+
+def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any]) -> dict[str, int]:
+    """Label (and group) columns exist, have no gaps, and every class can be split into the folds."""
+    columns = [experiment["label_column"]] + ([experiment["group_column"]] if experiment["group_column"] else [])
+    for column in columns:
+        if column not in obs.columns:
+            raise InputError(f"{source}: obs['{column}']", "column missing",
+                             f"add the column or set the experiment's label/group column to one of {list(obs.columns)}")
+        if obs[column].isna().any():
+            raise InputError(f"{source}: obs['{column}']", f"{int(obs[column].isna().sum())} cells have no value",
+                             "drop those cells or fill the column")
+    counts = obs[experiment["label_column"]].astype(str).value_counts()
+    if len(counts) < 2:
+        raise InputError(f"{source}: obs['{experiment['label_column']}']", f"only one class ({counts.index[0]})",
+                         "a classification task needs at least two classes")
+    too_small = counts[counts < experiment["n_folds"]]
+    if len(too_small):
+        listed = ", ".join(f"{name} ({n} cells)" for name, n in too_small.items())
+        raise InputError(f"{source}: obs['{experiment['label_column']}']",
+                         f"classes with fewer cells than the {experiment['n_folds']} folds: {listed}",
+                         "remove or merge those classes, or lower n_folds")
+    if experiment["split"] == "grouped":
+        n_groups = obs[experiment["group_column"]].nunique()
+        if n_groups < experiment["n_folds"]:
+            raise InputError(f"{source}: obs['{experiment['group_column']}']",
+                             f"{n_groups} groups for {experiment['n_folds']} grouped folds",
+                             "lower n_folds, or use split: stratified (cells of a group may then leak across folds)")
+    return {str(name): int(n) for name, n in counts.items()}
+
+
+def check_vocabulary(gene_ids: np.ndarray, source: str, tokens: dict[str, int], medians: dict[str, float],
+                     minimum: int) -> int:
+    """Enough of the dataset's genes must be in the token dictionary with a median."""
+    known = list(set(tokens) & set(medians))
+    overlap = int(np.isin(pd.unique(gene_ids), known).sum())
+    if overlap < minimum:
+        raise InputError(source, f"only {overlap} of {len(gene_ids)} genes are in the token dictionary "
+                                 f"with a median (checks.min_genes_in_vocabulary is {minimum})",
+                         "give var Ensembl IDs (var['ensembl_id']) that match the token dictionary")
+    return overlap
+
+
+def check_gene_labels(gene_labels_tsv: str | Path, gene_ids: np.ndarray, source: str, tokens: dict[str, int],
+                      n_folds: int, min_genes_per_class: int) -> dict[str, Any]:
+    """A gene task's label file: readable, its genes in the token dictionary and in the dataset, and
+    enough of them per class to split into the folds (how many were dropped is reported either way)."""
+    minimum = max(n_folds, min_genes_per_class)
+    labels = read_gene_labels(gene_labels_tsv)
+    known, n_absent_from_vocabulary = labels_in_vocabulary(labels, tokens, str(gene_labels_tsv), minimum)
+    in_dataset = known["ensembl_id"].isin(pd.unique(gene_ids))
+    require_genes_per_class(known[in_dataset], minimum, str(gene_labels_tsv),
+                            f"{int((~in_dataset).sum())} labelled genes of the vocabulary are not measured in {source}")
+    return {"labelled_genes": len(labels), "absent_from_vocabulary": n_absent_from_vocabulary,
+            "absent_from_dataset": int((~in_dataset).sum()),
+            "class_sizes": {str(name): int(n) for name, n in known[in_dataset]["label"].value_counts().items()}}
+
+
+def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path: str | Path,
+                     token_dictionary_tsv: str | Path, medians_tsv: str | Path, min_genes_in_vocabulary: int,
+                     chunk_size: int, model_input_size: int, output_json: str | Path,
+                     checkpoint: str | None = None, gene_labels_tsv: str | None = None,
+                     min_genes_per_class: int = 2) -> None:
+    """Run every preflight check of one experiment and write what was found."""
+    source = str(h5ad_path)
+    shape = check_counts_file(h5ad_path, chunk_size)
+    tokens = load_token_dictionary(str(token_dictionary_tsv))
+    gene_ids = read_gene_ids(h5ad_path)
+    overlap = check_vocabulary(gene_ids, source, tokens, load_median_dictionary(str(medians_tsv)), min_genes_in_vocabulary)
+    if experiment["task"] == "gene_classification":
+        if not gene_labels_tsv:
+            raise InputError(f"experiment {experiment_name}", "is a gene task without a gene label file",
+                             "pass the experiment's gene_labels file")
+        found = {"gene_labels": check_gene_labels(gene_labels_tsv, gene_ids, source, tokens, experiment["n_folds"],
+                                                  min_genes_per_class)}
+    else:
+        obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
+        found = {"class_sizes": check_labels(obs, source, experiment)}
+    if checkpoint:
+        from ..core.model import (
+            check_checkpoint,  # torch and transformers: 3 s of imports only this check needs
+        )
+
+        check_checkpoint(checkpoint, len(tokens), model_input_size)
+    write_json({"experiment": experiment_name, "file": source, **shape, **found,
+                "genes_in_vocabulary": overlap, "checkpoint": checkpoint}, output_json)

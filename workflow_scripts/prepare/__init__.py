@@ -1,0 +1,1 @@
+"""Stage `prepare` (rules/prepare.smk): verified downloads and real datasets turned into canonical raw-count h5ad."""

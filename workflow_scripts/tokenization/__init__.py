@@ -1,0 +1,1 @@
+"""Stage `tokenization` (rules/tokenization.smk): rank-value encoding into Geneformer's `datasets` format."""
