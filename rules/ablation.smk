@@ -19,9 +19,9 @@ use rule pretrain as ablation_pretrain with:
         variant=alternatives(ABLATION_VARIANTS),
     threads: config["resources"]["ablation_pretrain"]["threads"]
     resources:
-        **job_resources("ablation_pretrain"),
+        **WORKFLOW.job_resources("ablation_pretrain"),
     params:
-        launcher=launcher("ablation_pretrain"),
+        launcher=WORKFLOW.launcher("ablation_pretrain"),
         model=lambda wildcards: as_json(ABLATION_SETTINGS[wildcards.variant]["model"]),
         pretraining=lambda wildcards: as_json(ABLATION_SETTINGS[wildcards.variant]["pretraining"]),
         evaluation=as_json(ABLATION_EVALUATION),
@@ -64,7 +64,7 @@ rule ablation_summary:
     conda:
         DATA_ENV
     params:
-        predictions=lambda wildcards, input: labelled(input),
+        predictions=lambda wildcards, input: WORKFLOW.labelled(input),
     shell:
         "python -m workflow_scripts summarize --experiment pretraining_ablation --predictions {params.predictions:q}"
         " --output-dir results/ablation > {log} 2>&1"

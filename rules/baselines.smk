@@ -4,11 +4,11 @@
 
 rule baseline_fold:
     input:
-        h5ad=experiment_h5ad,
+        h5ad=WORKFLOW.experiment_h5ad,
         folds="results/{experiment}/folds.tsv",
         gene_task=lambda wildcards: (
-            [experiment_tokens(wildcards), f"results/{wildcards.experiment}/cells.tsv"]
-            if is_gene_task(wildcards)
+            [WORKFLOW.experiment_tokens(wildcards), f"results/{wildcards.experiment}/cells.tsv"]
+            if WORKFLOW.is_gene_task(wildcards)
             else []
         ),
     output:
@@ -18,16 +18,16 @@ rule baseline_fold:
     benchmark:
         "results/benchmarks/baseline_fold/{experiment}/{method}/fold_{fold}.tsv"
     wildcard_constraints:
-        method=alternatives(methods_of(False)),
+        method=alternatives(WORKFLOW.methods_of(False)),
     conda:
         DATA_ENV
     threads: config["resources"]["baseline"]["threads"]
     resources:
-        **job_resources("baseline"),
+        **WORKFLOW.job_resources("baseline"),
     params:
         command=lambda wildcards, input: (
             f"gene-baseline --tokenized-dir {input.gene_task[0]} --cells-tsv {input.gene_task[1]}"
-            if is_gene_task(wildcards)
+            if WORKFLOW.is_gene_task(wildcards)
             else "baseline"
         ),
         kind=lambda wildcards: method_settings(config, wildcards.experiment, wildcards.method)["kind"],

@@ -1,158 +1,27 @@
-# Shared helpers: the validated config and the names the other rule files use.
+# Shared helpers: the validated config, and the Workflow (workflow_scripts/core/wiring.py) whose methods
+# the rule files use; what only one stage's rules use lives in that stage's wiring.
 import functools
-import json
-from pathlib import Path
 
 from workflow_scripts.ablation.variants import downstream_finetuning, evaluation_masking, variant_settings
 from workflow_scripts.core.config import method_settings, validate_config
 from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.wiring import (
+    PRETRAINED_MODEL,
+    SIMULATED_GENE_LABELS,
+    Workflow,
+    alternatives,
+    as_json,
+)
 
 validate_config(config, source="config")  # fills schema defaults in place; stops on a bad config
 
-EXPERIMENTS = list(config["experiments"])
-GENE_EXPERIMENTS = [name for name, entry in config["experiments"].items() if entry["task"] == "gene_classification"]
-CELL_EXPERIMENTS = [name for name in EXPERIMENTS if name not in GENE_EXPERIMENTS]
-SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
-PICKLE_SUFFIXES = (".pickle", ".pkl")
-FINETUNE_KINDS = {"finetune"}
-PRETRAINED_MODEL = "results/pretrained_model"
-DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
+WORKFLOW = Workflow(config)
+EXPERIMENTS = WORKFLOW.experiments
+GENE_EXPERIMENTS = WORKFLOW.gene_experiments
+CELL_EXPERIMENTS = WORKFLOW.cell_experiments
 # conda environments for --sdm conda (relative to rules/): data and tables, or torch for model jobs
 DATA_ENV = "../envs/data.yaml"
 TORCH_ENV = "../envs/torch.yaml"
-
-
-def as_json(value):
-    """A config section as one JSON string, for the CLI's --arg value form (quote with :q)."""
-    return json.dumps(value, sort_keys=True)
-
-
-def experiment(wildcards):
-    return config["experiments"][wildcards.experiment]
-
-
-def experiment_h5ad(wildcards):
-    return f"results/data/{experiment(wildcards)['dataset']}.h5ad"
-
-
-def is_gene_task(wildcards):
-    return wildcards.experiment in GENE_EXPERIMENTS
-
-
-def experiment_tokens(wildcards):
-    return f"results/tokenized/{experiment(wildcards)['dataset']}.dataset"
-
-
-def gene_label_source(name):
-    """The gene label file as given: a downloaded file's place, or the user's path."""
-    labels = config["experiments"][name]["gene_labels"]
-    return f"results/downloads/gene_labels/{labels['filename']}" if isinstance(labels, dict) else labels
-
-
-def gene_labels(wildcards):
-    """A gene task's label TSV: the simulator's planted dosage genes, the user's (or a downloaded) TSV,
-    or the TSV converted from a gene class pickle."""
-    if experiment(wildcards)["gene_labels"] == "simulated":
-        return SIMULATED_GENE_LABELS
-    source = gene_label_source(wildcards.experiment)
-    return f"results/gene_labels/{wildcards.experiment}.tsv" if source.endswith(PICKLE_SUFFIXES) else source
-
-
-def methods_of(kinds_wanted, experiment_names=EXPERIMENTS):
-    """Method names (across experiments) whose kind is / is not fine-tuning."""
-    names = set()
-    for name in experiment_names:
-        for method, entry in config["experiments"][name]["methods"].items():
-            if (entry["kind"] in FINETUNE_KINDS) == kinds_wanted:
-                names.add(method)
-    return sorted(names)
-
-
-def folds_of(wildcards):
-    return range(experiment(wildcards)["n_folds"])
-
-
-def checkpoint_dir():
-    """The model every fine-tuning starts from: downloaded, the user's, or the one pretrained here."""
-    if config["model"]["download"]:
-        return DOWNLOADED_CHECKPOINT
-    return config["model"]["checkpoint"] or PRETRAINED_MODEL
-
-
-def checkpoint_inputs():
-    """What jobs using the checkpoint wait for: its downloaded files, or its directory."""
-    files = config["model"]["download"].values()
-    return [f"{DOWNLOADED_CHECKPOINT}/{file['filename']}" for file in files] if files else [checkpoint_dir()]
-
-
-def checkpoint_of(wildcards, input):
-    """The checkpoint directory, from the job's input (a downloaded file's folder, or the directory)."""
-    return str(Path(input.checkpoint[0]).parent) if config["model"]["download"] else input.checkpoint[0]
-
-
-def job_resources(family):
-    """A job family's resources from config, as the SLURM executor plugin reads them: mem_mb, runtime,
-    and gpu (with gpu_model and cpus_per_gpu when set) only for jobs that use GPUs. mem_mb is the
-    first attempt's: a job retried (the profile's `retries`) asks for mem_mb x attempt."""
-    settings = config["resources"][family]
-    names = ("runtime", "gpu", "gpu_model", "cpus_per_gpu") if settings["gpu"] else ("runtime",)
-    resources = {name: settings[name] for name in names if settings[name] is not None}
-    return {"mem_mb": memory_by_attempt(settings["mem_mb"]), **resources}
-
-
-def memory_by_attempt(mem_mb):
-    """Snakemake calls this with the job's attempt (1 first, then 2, 3 on retries)."""
-    return lambda wildcards, attempt: mem_mb * attempt
-
-
-def launcher(family):
-    """How a model job starts: plainly on the CPU; on GPUs through workflow_scripts.core.devices, which
-    claims the job's own devices (Snakemake never sets CUDA_VISIBLE_DEVICES) and starts one process
-    per GPU under torchrun when the job asks for more than one."""
-    gpus = config["resources"][family]["gpu"]
-    return f"python -m workflow_scripts.core.devices --gpus {gpus} --" if gpus else "python -m workflow_scripts"
-
-
-def alternatives(names):
-    """A wildcard constraint matching exactly these names."""
-    return "|".join(names) if names else "(?!)"
-
-
-def obs_columns(wildcards):
-    """Label and group columns of every experiment that uses this dataset, copied into the tokens."""
-    columns = set()
-    for entry in config["experiments"].values():
-        if entry["dataset"] == wildcards.dataset:
-            columns.update(column for column in (entry["label_column"], entry["group_column"]) if column)
-    perturbation = config["perturbation"]
-    if (
-        perturbation["model"]
-        and config["experiments"][perturbation["model"]["experiment"]]["dataset"] == wildcards.dataset
-    ):
-        columns.add(perturbation["state_column"])
-    embeddings = config["embeddings"]
-    if embeddings["dataset"] == wildcards.dataset:
-        columns.update(column for column in (embeddings["label_column"], embeddings["batch_column"]) if column)
-    return as_json(sorted(columns))
-
-
-def fold_files(name):
-    """(method, fold, path) triples of an experiment, as 'method:fold:path' CLI items."""
-
-    def files(wildcards):
-        entry = experiment(wildcards)
-        return [
-            f"results/{wildcards.experiment}/{method}/fold_{fold}/{name}"
-            for method in entry["methods"]
-            for fold in range(entry["n_folds"])
-        ]
-
-    return files
-
-
-def labelled(paths):
-    """JSON list of [method, fold, path] for summarize / figures."""
-    return as_json([[Path(p).parts[-3], int(Path(p).parts[-2].removeprefix("fold_")), p] for p in paths])
 
 
 # Real data (rules/prepare.smk): datasets prepared from a user's h5ad or from downloads.
@@ -196,7 +65,7 @@ def embedding_checkpoint(wildcards):
     if wildcards.model == "finetuned":
         fold = EMBEDDING["finetuned"]
         return [f"results/{fold['experiment']}/{fold['method']}/fold_{fold['fold']}/model"]
-    return checkpoint_inputs()
+    return WORKFLOW.checkpoint_inputs()
 
 
 PERTURBATION = config["perturbation"]
@@ -217,7 +86,7 @@ PERTURBATION_FIGURES = [
 def perturbed_model(wildcards):
     """The model an analysis perturbs: the fine-tuned fold's model directory, or the pretraining checkpoint."""
     if PERTURBATION["analyses"][wildcards.analysis]["model"] == "pretrained":
-        return checkpoint_inputs()
+        return WORKFLOW.checkpoint_inputs()
     model = PERTURBATION["model"]
     return [f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model"]
 

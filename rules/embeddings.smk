@@ -22,7 +22,7 @@ rule embed_cells:
         TORCH_ENV
     params:
         checkpoint=lambda wildcards, input: (
-            input.checkpoint[0] if wildcards.model == "finetuned" else checkpoint_of(wildcards, input)
+            input.checkpoint[0] if wildcards.model == "finetuned" else WORKFLOW.checkpoint_of(wildcards, input)
         ),
         init=lambda wildcards: "random" if wildcards.model == "random_init" else "pretrained",
         columns=as_json([column for column in (EMBEDDING["label_column"], EMBEDDING["batch_column"]) if column]),

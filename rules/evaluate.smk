@@ -3,7 +3,7 @@
 
 rule summarize_experiment:
     input:
-        fold_files("predictions.tsv"),
+        WORKFLOW.fold_files("predictions.tsv"),
     output:
         summary=report(
             "results/{experiment}/summary.csv",
@@ -20,7 +20,7 @@ rule summarize_experiment:
     conda:
         DATA_ENV
     params:
-        predictions=lambda wildcards, input: labelled(input),
+        predictions=lambda wildcards, input: WORKFLOW.labelled(input),
     shell:
         "python -m workflow_scripts summarize --experiment {wildcards.experiment} --predictions {params.predictions:q}"
         " --output-dir results/{wildcards.experiment} > {log} 2>&1"
@@ -28,7 +28,7 @@ rule summarize_experiment:
 
 rule plot_experiment:
     input:
-        fold_files("predictions.tsv"),
+        WORKFLOW.fold_files("predictions.tsv"),
     output:
         roc=report("results/{experiment}/figures/roc.png", category="{experiment}", caption="../report/roc.rst"),
         confusion=report(
@@ -49,7 +49,7 @@ rule plot_experiment:
     conda:
         DATA_ENV
     params:
-        predictions=lambda wildcards, input: labelled(input),
+        predictions=lambda wildcards, input: WORKFLOW.labelled(input),
     shell:
         "python -m workflow_scripts figures --experiment {wildcards.experiment}"
         " --predictions {params.predictions:q} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"
@@ -72,7 +72,7 @@ rule plot_relative_change:
     conda:
         DATA_ENV
     params:
-        reference=lambda wildcards: experiment(wildcards)["reference_method"],
+        reference=lambda wildcards: WORKFLOW.experiment(wildcards)["reference_method"],
     shell:
         "python -m workflow_scripts relative-change --experiment {wildcards.experiment} --summary-csv {input}"
         " --reference-method {params.reference} --output-dir results/{wildcards.experiment}/figures > {log} 2>&1"

@@ -5,10 +5,10 @@
 
 rule finetune_fold:
     input:
-        tokenized=experiment_tokens,
+        tokenized=WORKFLOW.experiment_tokens,
         folds="results/{experiment}/folds.tsv",
-        cells=lambda wildcards: f"results/{wildcards.experiment}/cells.tsv" if is_gene_task(wildcards) else [],
-        checkpoint=checkpoint_inputs(),
+        cells=lambda wildcards: f"results/{wildcards.experiment}/cells.tsv" if WORKFLOW.is_gene_task(wildcards) else [],
+        checkpoint=WORKFLOW.checkpoint_inputs(),
         preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
     output:
         predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
@@ -19,22 +19,22 @@ rule finetune_fold:
     benchmark:
         "results/benchmarks/finetune_fold/{experiment}/{method}/fold_{fold}.tsv"
     wildcard_constraints:
-        method=alternatives(methods_of(True)),
+        method=alternatives(WORKFLOW.methods_of(True)),
     conda:
         TORCH_ENV
     threads: config["resources"]["finetune"]["threads"]
     resources:
-        **job_resources("finetune"),
+        **WORKFLOW.job_resources("finetune"),
     params:
         command=lambda wildcards, input: (
-            f"finetune-genes --cells-tsv {input.cells}" if is_gene_task(wildcards) else "finetune"
+            f"finetune-genes --cells-tsv {input.cells}" if WORKFLOW.is_gene_task(wildcards) else "finetune"
         ),
         settings=lambda wildcards: as_json(
             method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
         ),
-        checkpoint=checkpoint_of,
+        checkpoint=WORKFLOW.checkpoint_of,
         seed=config["seed"],
-        launcher=launcher("finetune"),
+        launcher=WORKFLOW.launcher("finetune"),
     shell:
         "{params.launcher} {params.command} --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
         " --fold {wildcards.fold} --checkpoint {params.checkpoint} --settings {params.settings:q}"

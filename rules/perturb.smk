@@ -41,7 +41,7 @@ rule perturb:
             f" --min-cells {PERTURBATION['min_cells']} --n-null-pairs {PERTURBATION['n_null_pairs']}"
         ),
         checkpoint=lambda wildcards, input: (
-            checkpoint_of(wildcards, input)
+            WORKFLOW.checkpoint_of(wildcards, input)
             if PERTURBATION["analyses"][wildcards.analysis]["model"] == "pretrained"
             else input.checkpoint[0]
         ),

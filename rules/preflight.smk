@@ -4,11 +4,11 @@
 
 rule check_experiment:
     input:
-        h5ad=experiment_h5ad,
+        h5ad=WORKFLOW.experiment_h5ad,
         tokens="results/reference/token_dictionary.tsv",
         medians="results/reference/medians_used.tsv",
-        gene_labels=lambda wildcards: gene_labels(wildcards) if is_gene_task(wildcards) else [],
-        checkpoint=checkpoint_inputs() if checkpoint_dir() != PRETRAINED_MODEL else [],
+        gene_labels=lambda wildcards: WORKFLOW.gene_labels(wildcards) if WORKFLOW.is_gene_task(wildcards) else [],
+        checkpoint=WORKFLOW.checkpoint_inputs() if WORKFLOW.checkpoint_dir() != PRETRAINED_MODEL else [],
     output:
         "results/preflight/{experiment}.json",
     log:
@@ -18,16 +18,16 @@ rule check_experiment:
     conda:
         TORCH_ENV
     params:
-        experiment=lambda wildcards: as_json(experiment(wildcards)),
+        experiment=lambda wildcards: as_json(WORKFLOW.experiment(wildcards)),
         min_genes=config["checks"]["min_genes_in_vocabulary"],
         chunk_size=config["tokenizer"]["chunk_size"],
         model_input_size=config["tokenizer"]["model_input_size"],
         checkpoint=lambda wildcards, input: (
-            f"--checkpoint {checkpoint_of(wildcards, input)}" if input.checkpoint else ""
+            f"--checkpoint {WORKFLOW.checkpoint_of(wildcards, input)}" if input.checkpoint else ""
         ),
         gene_labels=lambda wildcards, input: (
             f"--gene-labels-tsv {input.gene_labels} --min-genes-per-class {config['checks']['min_genes_per_class']}"
-            if is_gene_task(wildcards)
+            if WORKFLOW.is_gene_task(wildcards)
             else ""
         ),
     shell:
@@ -40,7 +40,7 @@ rule check_experiment:
 
 rule make_folds:
     input:
-        h5ad=experiment_h5ad,
+        h5ad=WORKFLOW.experiment_h5ad,
         preflight="results/preflight/{experiment}.json",
     output:
         "results/{experiment}/folds.tsv",
@@ -53,14 +53,14 @@ rule make_folds:
     conda:
         DATA_ENV
     params:
-        label=lambda wildcards: experiment(wildcards)["label_column"],
-        n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
+        label=lambda wildcards: WORKFLOW.experiment(wildcards)["label_column"],
+        n_folds=lambda wildcards: WORKFLOW.experiment(wildcards)["n_folds"],
         group=lambda wildcards: (
-            f"--group-column {experiment(wildcards)['group_column']}"
-            if experiment(wildcards)["split"] == "grouped"
+            f"--group-column {WORKFLOW.experiment(wildcards)['group_column']}"
+            if WORKFLOW.experiment(wildcards)["split"] == "grouped"
             else ""
         ),
-        subset=lambda wildcards: as_json(experiment(wildcards)["subset"]),
+        subset=lambda wildcards: as_json(WORKFLOW.experiment(wildcards)["subset"]),
         seed=config["seed"],
     shell:
         "python -m workflow_scripts folds --h5ad-path {input.h5ad} --label-column {params.label}"
@@ -70,8 +70,8 @@ rule make_folds:
 
 rule make_gene_folds:
     input:
-        gene_labels=gene_labels,
-        tokenized=experiment_tokens,
+        gene_labels=WORKFLOW.gene_labels,
+        tokenized=WORKFLOW.experiment_tokens,
         tokens="results/reference/token_dictionary.tsv",
         preflight="results/preflight/{experiment}.json",
     output:
@@ -86,12 +86,14 @@ rule make_gene_folds:
     conda:
         DATA_ENV
     params:
-        n_folds=lambda wildcards: experiment(wildcards)["n_folds"],
+        n_folds=lambda wildcards: WORKFLOW.experiment(wildcards)["n_folds"],
         n_cells=lambda wildcards: (
-            f"--n-cells {experiment(wildcards)['n_cells']}" if experiment(wildcards)["n_cells"] else ""
+            f"--n-cells {WORKFLOW.experiment(wildcards)['n_cells']}"
+            if WORKFLOW.experiment(wildcards)["n_cells"]
+            else ""
         ),
-        test_fraction=lambda wildcards: experiment(wildcards)["test_cell_fraction"],
-        min_cells=lambda wildcards: experiment(wildcards)["min_cells_per_gene"],
+        test_fraction=lambda wildcards: WORKFLOW.experiment(wildcards)["test_cell_fraction"],
+        min_cells=lambda wildcards: WORKFLOW.experiment(wildcards)["min_cells_per_gene"],
         min_genes=config["checks"]["min_genes_per_class"],
         seed=config["seed"],
     shell:

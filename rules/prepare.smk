@@ -30,7 +30,7 @@ rule download_file:
 
 rule gene_labels_from_pickle:
     input:
-        lambda wildcards: gene_label_source(wildcards.experiment),
+        lambda wildcards: WORKFLOW.gene_label_source(wildcards.experiment),
     output:
         "results/gene_labels/{experiment}.tsv",
     log:
@@ -59,7 +59,7 @@ rule prepare_dataset:
     params:
         format=lambda wildcards: config["datasets"][wildcards.dataset]["format"],
         inputs=lambda wildcards, input: as_json(dict(input.items())),
-        columns=obs_columns,
+        columns=WORKFLOW.obs_columns,
         options=lambda wildcards: as_json(config["datasets"][wildcards.dataset]["options"]),
     shell:
         "python -m workflow_scripts prepare --format {params.format} --inputs {params.inputs:q}"

@@ -19,13 +19,13 @@ rule pretrain:
         TORCH_ENV
     threads: config["resources"]["pretrain"]["threads"]
     resources:
-        **job_resources("pretrain"),
+        **WORKFLOW.job_resources("pretrain"),
     params:
         model=as_json({k: v for k, v in config["model"].items() if k not in ("checkpoint", "download")}),
         pretraining=as_json(config["pretraining"]),
         model_input_size=config["tokenizer"]["model_input_size"],
         seed=config["seed"],
-        launcher=launcher("pretrain"),
+        launcher=WORKFLOW.launcher("pretrain"),
         gene_sets=lambda wildcards, input: f"--gene-sets-gmt {input.gene_sets}" if input.gene_sets else "",
         evaluation=as_json(config["pretraining"]["masking"]),
     shell:

@@ -11,7 +11,7 @@ QUANTIZATION_TABLES = [f"results/{e}/{m}/fold_{f}/quantization.tsv" for e, m, f 
 rule quantize_model:
     input:
         model="results/{experiment}/{method}/fold_{fold}/model",
-        tokenized=experiment_tokens,
+        tokenized=WORKFLOW.experiment_tokens,
         folds="results/{experiment}/folds.tsv",
     output:
         "results/{experiment}/{method}/fold_{fold}/quantization.tsv",
@@ -23,12 +23,12 @@ rule quantize_model:
         TORCH_ENV
     threads: config["resources"]["quantize"]["threads"]
     resources:
-        **job_resources("quantize"),
+        **WORKFLOW.job_resources("quantize"),
     params:
         variants=as_json(config["quantization"]["variants"]),
         batch_sizes=as_json(config["quantization"]["batch_sizes"]),
         repeats=config["quantization"]["repeats"],
-        launcher=launcher("quantize"),
+        launcher=WORKFLOW.launcher("quantize"),
     shell:
         "{params.launcher} quantize --model-dir {input.model} --tokenized-dir {input.tokenized}"
         " --folds-tsv {input.folds} --fold {wildcards.fold} --variants {params.variants:q}"

@@ -16,13 +16,13 @@ rule tokenize:
         DATA_ENV
     threads: config["resources"]["tokenize"]["threads"]
     resources:
-        **job_resources("tokenize"),
+        **WORKFLOW.job_resources("tokenize"),
     params:
         model_input_size=config["tokenizer"]["model_input_size"],
         special_tokens=as_json(config["tokenizer"]["special_tokens"]),
         chunk_size=config["tokenizer"]["chunk_size"],
         min_genes=config["checks"]["min_genes_in_vocabulary"],
-        obs_columns=obs_columns,
+        obs_columns=WORKFLOW.obs_columns,
     shell:
         "python -m workflow_scripts tokenize --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
         " --medians-tsv {input.medians} --output-dir {output} --model-input-size {params.model_input_size}"

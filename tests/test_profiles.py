@@ -64,7 +64,7 @@ def test_a_retried_job_asks_for_more_memory(workdir):
         'include: "rules/common.smk"\n'
         "rule probe:\n"
         '    output: "probe.txt"\n'
-        '    resources: **job_resources("finetune")\n'
+        '    resources: **WORKFLOW.job_resources("finetune")\n'
         # fails on its first attempt: the log of attempts has one line then
         '    shell: "echo {resources.mem_mb} >> attempts.txt && test $(wc -l < attempts.txt) = 2 && touch {output}"\n'
     )

@@ -1,0 +1,148 @@
+"""What every stage's rules read from the validated config: experiments and their files, the model
+every job starts from, job resources and launchers.
+
+rules/common.smk builds one `Workflow` from the config; a rule names `WORKFLOW.experiment_h5ad` and
+the like, and a stage's own wiring (workflow_scripts/<stage>/wiring.py) holds what only its rules use.
+Methods that take `wildcards` (and `input`) are Snakemake input and params functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+FINETUNE_KINDS = {"finetune"}
+PICKLE_SUFFIXES = (".pickle", ".pkl")
+PRETRAINED_MODEL = "results/pretrained_model"
+DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
+SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
+SIMULATED = "simulated"
+
+
+def as_json(value: Any) -> str:
+    """A config section as one JSON string, for the CLI's --arg value form (quote with :q)."""
+    return json.dumps(value, sort_keys=True)
+
+
+def alternatives(names: list[str]) -> str:
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(names) if names else "(?!)"
+
+
+def memory_by_attempt(mem_mb: int):
+    """Snakemake calls this with the job's attempt (1 first, then 2, 3 on retries)."""
+    return lambda wildcards, attempt: mem_mb * attempt
+
+
+class Workflow:
+    """The validated config as the rules read it."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.experiments = list(config["experiments"])
+        self.gene_experiments = [name for name, entry in config["experiments"].items()
+                                 if entry["task"] == "gene_classification"]
+        self.cell_experiments = [name for name in self.experiments if name not in self.gene_experiments]
+
+    # --- experiments ------------------------------------------------------------------------------
+
+    def experiment(self, wildcards) -> dict[str, Any]:
+        return self.config["experiments"][wildcards.experiment]
+
+    def experiment_h5ad(self, wildcards) -> str:
+        return f"results/data/{self.experiment(wildcards)['dataset']}.h5ad"
+
+    def experiment_tokens(self, wildcards) -> str:
+        return f"results/tokenized/{self.experiment(wildcards)['dataset']}.dataset"
+
+    def is_gene_task(self, wildcards) -> bool:
+        return wildcards.experiment in self.gene_experiments
+
+    def methods_of(self, finetuned: bool) -> list[str]:
+        """Method names (across experiments) whose kind is / is not fine-tuning."""
+        return sorted({method for name in self.experiments
+                       for method, entry in self.config["experiments"][name]["methods"].items()
+                       if (entry["kind"] in FINETUNE_KINDS) == finetuned})
+
+    def fold_files(self, name: str):
+        """An input function: every method's and fold's `name` file of the wildcards' experiment."""
+
+        def files(wildcards) -> list[str]:
+            entry = self.experiment(wildcards)
+            return [f"results/{wildcards.experiment}/{method}/fold_{fold}/{name}"
+                    for method in entry["methods"] for fold in range(entry["n_folds"])]
+
+        return files
+
+    @staticmethod
+    def labelled(paths: list[str]) -> str:
+        """JSON list of [method, fold, path] of fold files, for summarize / figures."""
+        return as_json([[Path(p).parts[-3], int(Path(p).parts[-2].removeprefix("fold_")), p] for p in paths])
+
+    def gene_label_source(self, name: str) -> str:
+        """A gene task's label file as given: a downloaded file's place, or the user's path."""
+        labels = self.config["experiments"][name]["gene_labels"]
+        return f"results/downloads/gene_labels/{labels['filename']}" if isinstance(labels, dict) else labels
+
+    def gene_labels(self, wildcards) -> str:
+        """A gene task's label TSV: the simulator's planted dosage genes, the user's (or a downloaded)
+        TSV, or the TSV converted from a gene class pickle."""
+        if self.experiment(wildcards)["gene_labels"] == SIMULATED:
+            return SIMULATED_GENE_LABELS
+        source = self.gene_label_source(wildcards.experiment)
+        return f"results/gene_labels/{wildcards.experiment}.tsv" if source.endswith(PICKLE_SUFFIXES) else source
+
+    def obs_columns(self, wildcards) -> str:
+        """Label and group columns of every experiment, embedding and perturbation that uses the
+        wildcards' dataset, copied into its tokens (JSON list)."""
+        config = self.config
+        columns = set()
+        for entry in config["experiments"].values():
+            if entry["dataset"] == wildcards.dataset:
+                columns.update(column for column in (entry["label_column"], entry["group_column"]) if column)
+        perturbation = config["perturbation"]
+        if (
+            perturbation["model"]
+            and config["experiments"][perturbation["model"]["experiment"]]["dataset"] == wildcards.dataset
+        ):
+            columns.add(perturbation["state_column"])
+        embeddings = config["embeddings"]
+        if embeddings["dataset"] == wildcards.dataset:
+            columns.update(column for column in (embeddings["label_column"], embeddings["batch_column"]) if column)
+        return as_json(sorted(columns))
+
+    # --- the model every fine-tuning starts from ----------------------------------------------------
+
+    def checkpoint_dir(self) -> str:
+        """Downloaded, the user's, or the one pretrained here."""
+        if self.config["model"]["download"]:
+            return DOWNLOADED_CHECKPOINT
+        return self.config["model"]["checkpoint"] or PRETRAINED_MODEL
+
+    def checkpoint_inputs(self) -> list[str]:
+        """What jobs using the checkpoint wait for: its downloaded files, or its directory."""
+        files = self.config["model"]["download"].values()
+        return [f"{DOWNLOADED_CHECKPOINT}/{file['filename']}" for file in files] if files else [self.checkpoint_dir()]
+
+    def checkpoint_of(self, wildcards, input) -> str:
+        """The checkpoint directory, from the job's input (a downloaded file's folder, or the directory)."""
+        return str(Path(input.checkpoint[0]).parent) if self.config["model"]["download"] else input.checkpoint[0]
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    def job_resources(self, family: str) -> dict[str, Any]:
+        """A job family's resources from config, as the SLURM executor plugin reads them: mem_mb, runtime,
+        and gpu (with gpu_model and cpus_per_gpu when set) only for jobs that use GPUs. mem_mb is the
+        first attempt's: a job retried (the profile's `retries`) asks for mem_mb x attempt."""
+        settings = self.config["resources"][family]
+        names = ("runtime", "gpu", "gpu_model", "cpus_per_gpu") if settings["gpu"] else ("runtime",)
+        resources = {name: settings[name] for name in names if settings[name] is not None}
+        return {"mem_mb": memory_by_attempt(settings["mem_mb"]), **resources}
+
+    def launcher(self, family: str) -> str:
+        """How a model job starts: plainly on the CPU; on GPUs through workflow_scripts.core.devices, which
+        claims the job's own devices (Snakemake never sets CUDA_VISIBLE_DEVICES) and starts one process
+        per GPU under torchrun when the job asks for more than one."""
+        gpus = self.config["resources"][family]["gpu"]
+        return f"python -m workflow_scripts.core.devices --gpus {gpus} --" if gpus else "python -m workflow_scripts"
