@@ -54,43 +54,6 @@ def source_files(wildcards):
     return {key: f"results/downloads/{wildcards.dataset}/{file['filename']}" for key, file in entry["files"].items()}
 
 
-# Downstream of fine-tuning (rules/embeddings.smk, rules/perturb.smk).
-EMBEDDING = config["embeddings"]
-EMBEDDED = EMBEDDING["dataset"] is not None
-EMBEDDING_MODELS = ["pretrained", "random_init"] + (["finetuned"] if EMBEDDING["finetuned"] else [])
-
-
-def embedding_checkpoint(wildcards):
-    """The model an embedding is taken from: the fine-tuned fold's, or the pretraining checkpoint."""
-    if wildcards.model == "finetuned":
-        fold = EMBEDDING["finetuned"]
-        return [f"results/{fold['experiment']}/{fold['method']}/fold_{fold['fold']}/model"]
-    return WORKFLOW.checkpoint_inputs()
-
-
-PERTURBATION = config["perturbation"]
-PERTURBED = bool(PERTURBATION["model"])
-PERTURBATION_ANALYSES = list(PERTURBATION["analyses"]) if PERTURBED else []
-PERTURBATION_DATASET = config["experiments"][PERTURBATION["model"]["experiment"]]["dataset"] if PERTURBED else None
-PLANTED_TRUTH = (
-    f"results/data/{PERTURBATION_DATASET}.truth.json"
-    if PERTURBED and config["datasets"][PERTURBATION_DATASET]["source"] == "simulated"
-    else None
-)
-PERTURBATION_FIGURES = [
-    f"results/figures/perturbation_{name}.png"
-    for name in ("shifts", "top_genes", "combinations", *(["targets"] if PLANTED_TRUTH else []))
-]
-
-
-def perturbed_model(wildcards):
-    """The model an analysis perturbs: the fine-tuned fold's model directory, or the pretraining checkpoint."""
-    if PERTURBATION["analyses"][wildcards.analysis]["model"] == "pretrained":
-        return WORKFLOW.checkpoint_inputs()
-    model = PERTURBATION["model"]
-    return [f"results/{model['experiment']}/{model['method']}/fold_{model['fold']}/model"]
-
-
 # Pretraining: pathway masking's gene sets (rules/pretrain.smk) and the ablation's variants (rules/ablation.smk).
 SIMULATED_GENE_SETS = "results/data/gene_sets.gmt"
 ABLATION = config["ablation"]

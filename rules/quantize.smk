@@ -1,11 +1,9 @@
 # Quantization and inference benchmarks of the fine-tuned models named in config (quantization.models):
 # each variant (fp32, torchao int8, bf16, fp16) of a fold's model scored on that fold's held-out cells.
-QUANTIZED = [
-    (model["experiment"], model["method"], fold)
-    for model in config["quantization"]["models"]
-    for fold in config["quantization"]["folds"]
-]
-QUANTIZATION_TABLES = [f"results/{e}/{m}/fold_{f}/quantization.tsv" for e, m, f in QUANTIZED]
+from workflow_scripts.quantize.wiring import QuantizationWiring
+
+QUANTIZATION = QuantizationWiring(config)
+QUANTIZED = QUANTIZATION.runs  # read by rule all and rules/aggregate.smk
 
 
 rule quantize_model:
@@ -25,20 +23,17 @@ rule quantize_model:
     resources:
         **WORKFLOW.job_resources("quantize"),
     params:
-        variants=as_json(config["quantization"]["variants"]),
-        batch_sizes=as_json(config["quantization"]["batch_sizes"]),
-        repeats=config["quantization"]["repeats"],
+        settings=QUANTIZATION.job_settings,
         launcher=WORKFLOW.launcher("quantize"),
     shell:
         "{params.launcher} quantize --model-dir {input.model} --tokenized-dir {input.tokenized}"
-        " --folds-tsv {input.folds} --fold {wildcards.fold} --variants {params.variants:q}"
-        " --batch-sizes {params.batch_sizes:q} --repeats {params.repeats} --threads {threads}"
+        " --folds-tsv {input.folds} --fold {wildcards.fold} --settings {params.settings:q} --threads {threads}"
         " --output-tsv {output} > {log} 2>&1"
 
 
 rule quantization_table:
     input:
-        QUANTIZATION_TABLES,
+        QUANTIZATION.tables,
     output:
         csv=report("results/tables/quantization.csv", category="Quantization", caption="../report/quantization.rst"),
         png=report("results/figures/quantization.png", category="Quantization", caption="../report/quantization.rst"),
@@ -49,7 +44,7 @@ rule quantization_table:
     conda:
         TORCH_ENV
     params:
-        tables=lambda wildcards, input: as_json([[*run, path] for run, path in zip(QUANTIZED, input)]),
+        tables=QUANTIZATION.labelled_tables,
     shell:
         "python -m workflow_scripts quantization-table --tables {params.tables:q} --output-csv {output.csv}"
         " --output-png {output.png} > {log} 2>&1"

@@ -34,6 +34,7 @@ from workflow_scripts.embeddings.embedding import (
     score_embeddings,
     write_embedding_h5ad,
 )
+from workflow_scripts.embeddings.settings import EmbeddingSettings
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
@@ -71,13 +72,18 @@ def corpus(tmp_path_factory, v1_gene_ids):
     return paths
 
 
-def extract(corpus, out, mode="v1", **overrides):
-    """Run extract_embeddings into `out` and return (npy array, h5ad, gene npz)."""
-    arguments = dict(checkpoint=corpus[f"{mode}_model"], tokenized_dir=corpus[f"{mode}_dataset"],
-                     token_dictionary_tsv=corpus[f"{mode}_tokens"], init="pretrained", layer=-2, dtype="fp32",
-                     batch_size=7, max_cells=None, seed=0, obs_columns=["cell_type", "batch"],
-                     output_npy=out / "cells.npy", output_gene_npz=out / "genes.npz", output_h5ad=out / "cells.h5ad")
-    extract_embeddings(**{**arguments, **overrides})
+def embedding_settings(**changes) -> EmbeddingSettings:
+    """An embeddings section as the schema fills it (batches of 7 cells: several padded batches)."""
+    return EmbeddingSettings.from_config({
+        "dataset": "counts", "label_column": "cell_type", "batch_column": "batch", "finetuned": None,
+        "max_cells": None, "layer": -2, "dtype": "fp32", "batch_size": 7, "pca_components": 10, **changes})
+
+
+def extract(corpus, out, mode="v1", checkpoint=None, init="pretrained", seed=0, **changes):
+    """Run extract_embeddings into `out` (settings changed by `changes`) and return (npy array, h5ad, gene npz)."""
+    extract_embeddings(checkpoint or corpus[f"{mode}_model"], corpus[f"{mode}_dataset"], corpus[f"{mode}_tokens"],
+                       init, embedding_settings(**changes), seed, out / "cells.npy", out / "genes.npz",
+                       out / "cells.h5ad")
     return np.load(out / "cells.npy"), ad.read_h5ad(out / "cells.h5ad"), np.load(out / "genes.npz")
 
 
@@ -185,7 +191,7 @@ def test_layer_outside_the_model_is_refused(corpus, tmp_path, layer):
 
 def test_missing_obs_column_is_refused(corpus, tmp_path):
     with pytest.raises(InputError, match="donor"):
-        extract(corpus, tmp_path, obs_columns=["donor"])
+        extract(corpus, tmp_path, batch_column="donor")
 
 
 def clusters(separated: bool, batch_apart: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,12 +219,12 @@ def test_scores_reward_separated_labels_and_mixed_batches():
 def test_pca_baseline_and_scoring_end_to_end(corpus, tmp_path):
     """PCA on the sampled cells in their order; both embeddings scored in one CSV with a UMAP grid PNG."""
     _, geneformer, _ = extract(corpus, tmp_path, max_cells=45)
-    pca_embedding(corpus["h5ad"], tmp_path / "cells.h5ad", 10, 0, tmp_path / "pca.h5ad")
+    pca_embedding(corpus["h5ad"], tmp_path / "cells.h5ad", embedding_settings(), 0, tmp_path / "pca.h5ad")
     pca = ad.read_h5ad(tmp_path / "pca.h5ad")
     assert pca.obs_names.tolist() == geneformer.obs_names.tolist()
     assert pca.obsm[EMBEDDING_KEY].shape == (45, 10) and pca.uns["method"] == "pca"
     score_embeddings([["geneformer", str(tmp_path / "cells.h5ad")], ["pca", str(tmp_path / "pca.h5ad")]],
-                     "cell_type", "batch", 0, tmp_path / "scores.csv", tmp_path / "umap.png")
+                     embedding_settings(), 0, tmp_path / "scores.csv", tmp_path / "umap.png")
     scores = pd.read_csv(tmp_path / "scores.csv").set_index("embedding")
     assert scores.index.tolist() == ["geneformer", "pca"] and (scores["n_cells"] == 45).all()
     assert scores.loc["pca", "knn_accuracy"] > 0.9  # marker genes separate the cell types
@@ -231,5 +237,6 @@ def test_scoring_refuses_a_missing_label_column(tmp_path):
     obs = pd.DataFrame({"cell_type": labels}, index=[f"c{i}" for i in range(len(labels))])
     write_embedding_h5ad(obs, matrix, {"method": "test"}, tmp_path / "e.h5ad")
     with pytest.raises(InputError, match="disease"):
-        score_embeddings([["e", str(tmp_path / "e.h5ad")]], "disease", None, 0, tmp_path / "s.csv", tmp_path / "u.png")
+        score_embeddings([["e", str(tmp_path / "e.h5ad")]], embedding_settings(label_column="disease", batch_column=None),
+                         0, tmp_path / "s.csv", tmp_path / "u.png")
     assert not (tmp_path / "s.csv").exists()

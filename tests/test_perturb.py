@@ -13,6 +13,7 @@ import torch
 from conftest import DEFAULT_CONFIG_PATH
 from datasets import Dataset
 
+from workflow_scripts.cli import main
 from workflow_scripts.core.batching import RaggedTokens
 from workflow_scripts.core.config import load_config
 from workflow_scripts.core.encoder import token_states
@@ -29,6 +30,7 @@ from workflow_scripts.perturb.perturbation import (
     plan_perturbations,
     run_perturbation,
 )
+from workflow_scripts.perturb.settings import PerturbationSettings
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
 from workflow_scripts.simulate import simulator as simulate
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
@@ -149,6 +151,8 @@ def test_plan_names_frequent_and_null_genes_without_repeats():
     assert again.labels == plan.labels
     with pytest.raises(InputError, match="not in the token dictionary"):
         plan_perturbations(presence, 10, gene_of_token, ["G99"], [], 3, 0.3, 3, 0, np.random.default_rng(0))
+    with pytest.raises(InputError, match="names a gene twice"):  # the schema checks only that there are two
+        plan_perturbations(presence, 10, gene_of_token, [], [["G9", "G9"]], 3, 0.3, 3, 0, np.random.default_rng(0))
 
 
 TINY_BERT = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64,
@@ -181,15 +185,23 @@ def small_run(tmp_path_factory) -> dict[str, Path]:
             "model": directory / "model"}
 
 
-def _run(small_run: dict[str, Path], direction: str, **changes) -> tuple[pd.DataFrame, pd.DataFrame]:
-    settings = {"state_column": "disease", "start_state": "DCM", "goal_state": "NF", "direction": direction,
-                "genes": [GENES[0]], "combinations": [[GENES[0], GENES[1]]], "max_cells": 100, "max_genes": 0,
-                "min_cell_fraction": 0.0, "n_null_genes": 3, "n_null_pairs": 2, "min_cells": 1, "layer": -2,
-                "batch_size": 2, "seed": 0}
-    settings.update(changes)
+ANALYSIS = "treatment"
+
+
+def _section(direction: str, start_state: str = "DCM", **changes) -> dict:
+    """A perturbation section as the schema fills it, with one analysis (ANALYSIS)."""
+    analysis = {"start_state": start_state, "goal_state": "NF", "direction": direction, "model": "finetuned"}
+    return {"model": {"experiment": "cardiomyopathy", "method": "geneformer", "fold": 0}, "state_column": "disease",
+            "analyses": {ANALYSIS: analysis}, "genes": [GENES[0]], "combinations": [[GENES[0], GENES[1]]],
+            "max_cells": 100, "max_genes": 0, "min_cell_fraction": 0.0, "n_null_genes": 3, "n_null_pairs": 2,
+            "min_cells": 1, "layer": -2, "batch_size": 2, **changes}
+
+
+def _run(small_run: dict[str, Path], direction: str, analysis: str = ANALYSIS, **changes
+         ) -> tuple[pd.DataFrame, pd.DataFrame]:
     output, shifts = small_run["directory"] / f"{direction}.tsv", small_run["directory"] / f"{direction}_shifts.tsv"
-    run_perturbation(small_run["model"], small_run["cells"], small_run["tokens"], output_tsv=output,
-                     output_gene_shifts_tsv=shifts, **settings)
+    run_perturbation(small_run["model"], small_run["cells"], small_run["tokens"],
+                     PerturbationSettings.from_config(_section(direction, **changes)), analysis, 0, output, shifts)
     return pd.read_csv(output, sep="\t"), pd.read_csv(shifts, sep="\t")
 
 
@@ -254,28 +266,45 @@ def test_run_matches_a_cell_by_cell_hand_calculation(small_run, direction):
     null_synergy = null_pairs["synergy"].dropna()  # a pair no cell holds both of has none (deletion)
     assert len(null_pairs) == 2 and len(null_synergy) >= 1
     assert combination["synergy_percentile"] == pytest.approx(100 * np.mean(null_synergy <= combination["synergy"]))
-    assert results["analysis"].isna().all() and (results["direction"] == direction).all()
+    assert (results["analysis"] == ANALYSIS).all() and (results["direction"] == direction).all()
 
 
 def test_genes_in_too_few_cells_are_reported_but_not_ranked(small_run):
-    results, _ = _run(small_run, "delete", min_cells=3, max_genes=30, analysis="treatment")
+    results, _ = _run(small_run, "delete", min_cells=3, max_genes=30)
     genes = results[results["kind"] == "gene"]
     assert (genes["ranked"] == (genes["n_cells"] >= 3)).all() and not genes["ranked"].all()
     assert genes.loc[~genes["ranked"], ["p_cell_shift", "fdr_cell_shift"]].isna().all().all()
     assert genes.loc[genes["ranked"], "p_cell_shift"].notna().all()
-    assert (results["analysis"] == "treatment").all()
 
 
 def test_run_is_seeded_and_refuses_bad_input(small_run):
     first, _ = _run(small_run, "delete")
     again, _ = _run(small_run, "delete")
     pd.testing.assert_frame_equal(first, again)
-    with pytest.raises(InputError, match="not a perturbation"):
-        _run(small_run, "knockdown")
+    with pytest.raises(InputError, match="'disease_modelling' is not an analysis"):
+        _run(small_run, "delete", analysis="disease_modelling")
     with pytest.raises(InputError, match="no column 'condition'"):
         _run(small_run, "delete", state_column="condition")
     with pytest.raises(InputError, match="no cell has disease 'HCM'"):
         _run(small_run, "delete", start_state="HCM")
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    (lambda section: {("max_cell" if name == "max_cells" else name): value for name, value in section.items()},
+     "--settings.max_cell"),
+    (lambda section: {**section, "analyses": {ANALYSIS: {**section["analyses"][ANALYSIS], "goal_stat": "NF"}}},
+     f"--settings.analyses.{ANALYSIS}.goal_stat"),
+])
+def test_a_misspelt_setting_is_refused_when_the_command_is_parsed(small_run, tmp_path, capsys, change, key):
+    """Named before any file is read (the tokenized path does not even exist)."""
+    settings = json.dumps(change(_section("delete")))
+    code = main(["perturb", "--checkpoint", str(small_run["model"]), "--tokenized-dir", str(tmp_path / "missing"),
+                 "--token-dictionary-tsv", str(small_run["tokens"]), "--settings", settings, "--analysis", ANALYSIS,
+                 "--seed", "0", "--output-tsv", str(tmp_path / "out.tsv"),
+                 "--output-gene-shifts-tsv", str(tmp_path / "shifts.tsv")])
+    error = capsys.readouterr().err
+    assert code == 2 and f"{key}: is not a setting of" in error and str(tmp_path / "missing") not in error
+    assert not list(tmp_path.iterdir())
 
 
 TRUTH = {
@@ -409,9 +438,14 @@ def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypa
                       loss_of_batch, settings, 0, torch.device("cpu"), None)
     save_model(model, tmp_path / "model")
 
-    run_perturbation(tmp_path / "model", tmp_path / "cells.dataset", tmp_path / "tokens.tsv", "disease", "DCM", "NF",
-                     "delete", None, [], 300, 100, 0.05, 20, -2, 64, 0, tmp_path / "delete.tsv",
-                     tmp_path / "shifts.tsv", truth_json=tmp_path / "cardiomyocytes.truth.json")  # planted genes
+    perturbation = PerturbationSettings.from_config({
+        **config["perturbation"], "state_column": "disease", "max_cells": 300, "max_genes": 100,
+        "min_cell_fraction": 0.05, "n_null_genes": 20, "layer": -2, "batch_size": 64, "min_cells": 10,
+        "analyses": {"treatment": {"start_state": "DCM", "goal_state": "NF", "direction": "delete",
+                                   "model": "finetuned"}}})
+    run_perturbation(tmp_path / "model", tmp_path / "cells.dataset", tmp_path / "tokens.tsv", perturbation,
+                     "treatment", 0, tmp_path / "delete.tsv", tmp_path / "shifts.tsv",
+                     truth_json=tmp_path / "cardiomyocytes.truth.json")  # planted genes
     perturbation_truth([str(tmp_path / "delete.tsv")], [str(tmp_path / "shifts.tsv")],
                        tmp_path / "cardiomyocytes.truth.json", tmp_path / "truth.csv")
     table = pd.read_csv(tmp_path / "truth.csv")

@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import DEFAULT_CONFIG_PATH
 from matplotlib.image import imread
 from transformers import BertConfig, BertForSequenceClassification
 
 from workflow_scripts.core.batching import load_tokenized
+from workflow_scripts.core.config import load_config
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.outputs import write_tsv
 from workflow_scripts.quantize.quantization import (
@@ -23,10 +25,14 @@ from workflow_scripts.quantize.quantization import (
     padded_batches,
     timed_pass,
 )
+from workflow_scripts.quantize.settings import QuantizationSettings
 
 CLASSES = ["a", "b", "c"]
 VARIANTS = ["fp32", "int8_dynamic", "bf16", "fp16"]
 N_CELLS, HELD_OUT_FOLD = 60, 1
+SETTINGS = QuantizationSettings.from_config({"models": [{"experiment": "exp", "method": "geneformer"}],
+                                             "folds": [HELD_OUT_FOLD], "variants": VARIANTS, "batch_sizes": [4, 16],
+                                             "repeats": 2})
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,7 @@ def fold_run(tmp_path_factory):
                           "fold": np.arange(N_CELLS) % 3})
     write_tsv(folds, directory / "folds.tsv")
     benchmark_quantization(directory / "model", directory / "tok.dataset", directory / "folds.tsv", HELD_OUT_FOLD,
-                           VARIANTS, [4, 16], 2, 1, directory / "quantization.tsv")
+                           SETTINGS, 1, directory / "quantization.tsv")
     return directory, folds
 
 
@@ -93,13 +99,10 @@ def test_int8_predictions_follow_fp32(fold_run):
     assert np.ptp(fp32.argmax(axis=1)) > 0  # the model is not constant, so agreement means something
 
 
-def test_unknown_variant_refused_before_writing(fold_run, tmp_path):
-    directory, _ = fold_run
-    output = tmp_path / "quantization.tsv"
-    with pytest.raises(InputError, match="int8_dynamic"):
-        benchmark_quantization(directory / "model", directory / "tok.dataset", directory / "folds.tsv",
-                               HELD_OUT_FOLD, ["fp32", "int4"], [4], 1, 1, output)
-    assert not output.exists()
+def test_unknown_variant_refused_by_the_config():
+    """Before any job is planned: the schema lists the variants."""
+    with pytest.raises(InputError, match="'int4' is not one of"):
+        load_config(DEFAULT_CONFIG_PATH, overrides={"quantization": {"variants": ["fp32", "int4"]}})
 
 
 def test_model_of_other_classes_refused(fold_run, tmp_path):

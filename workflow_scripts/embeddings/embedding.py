@@ -48,6 +48,7 @@ from ..core.encoder import (
 from ..core.errors import InputError
 from ..core.model import autocast, pick_device
 from ..core.outputs import atomic_path
+from .settings import EmbeddingSettings
 
 if TYPE_CHECKING:
     import datasets
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EMBEDDING_KEY = "X_geneformer"  # obsm key of every scored embedding h5ad, the PCA baseline's included
-NPY_DTYPES = ("fp32", "fp16", "bf16")  # bf16: uint16 bit patterns in the .npy (see bf16_to_float32)
 KNN_NEIGHBOURS = 15
 KNN_FOLDS = 5
 MAX_SILHOUETTE_CELLS = 5000  # silhouettes cost cells^2: a seeded sample beyond this
@@ -76,8 +76,6 @@ def check_layer(layer: int, n_layers: int, source: str) -> int:
 
 def sample_cells(n_cells: int, max_cells: int | None, seed: int) -> np.ndarray:
     """Row indices of at most `max_cells` cells drawn without replacement under `seed`, in dataset order."""
-    if max_cells is not None and max_cells < 1:
-        raise InputError("max_cells", f"{max_cells} is not a positive number", "give a positive number, or none")
     if max_cells is None or max_cells >= n_cells:
         return np.arange(n_cells)
     return np.sort(np.random.default_rng(seed).choice(n_cells, size=max_cells, replace=False))
@@ -173,33 +171,31 @@ def extract_embeddings(
     tokenized_dir: str | Path,
     token_dictionary_tsv: str | Path,
     init: str,
-    layer: int,
-    dtype: str,
-    batch_size: int,
-    max_cells: int | None,
+    settings: EmbeddingSettings,
     seed: int,
-    obs_columns: list[str],
     output_npy: str | Path,
     output_gene_npz: str | Path,
     output_h5ad: str | Path,
     gpus: int | None = None,
 ) -> None:
-    """Cell and gene embeddings of (a seeded sample of) a tokenized dataset at one hidden-states layer.
+    """Cell and gene embeddings of (a seeded sample of at most settings.max_cells cells of) a tokenized
+    dataset at the hidden-states layer settings.layer; `init` random gives the same architecture with
+    random weights (the control), pretrained the checkpoint's weights.
 
-    Writes the cell embeddings as .npy in `dtype` (fp32, fp16, or bf16 stored as uint16 bit patterns:
-    decode with bf16_to_float32), an h5ad with obs and obsm[EMBEDDING_KEY] (float32) for scoring,
-    and an npz of gene embeddings: token_ids, ensembl_ids, embeddings (each gene token's mean state
-    over its occurrences, one per cell in a rank value encoding) and n_occurrences.
+    Writes the cell embeddings as .npy in settings.dtype (fp32, fp16, or bf16 stored as uint16 bit
+    patterns: decode with bf16_to_float32), an h5ad with obs (the label and batch columns) and
+    obsm[EMBEDDING_KEY] (float32) for scoring, and an npz of gene embeddings: token_ids, ensembl_ids,
+    embeddings (each gene token's mean state over its occurrences, one per cell in a rank value
+    encoding) and n_occurrences.
     """
-    if dtype not in NPY_DTYPES:
-        raise InputError("dtype", f"'{dtype}' is not one of {', '.join(NPY_DTYPES)}", "use fp32, fp16 or bf16")
+    layer, dtype = settings.layer, settings.dtype
     source = str(tokenized_dir)
     tokens, dataset = load_tokenized(tokenized_dir)
     if len(tokens) == 0:
         raise InputError(source, "holds no cells", "tokenize a dataset with cells")
     token_dictionary = load_token_dictionary(str(token_dictionary_tsv))
-    rows = sample_cells(len(tokens), max_cells, seed)
-    obs = cell_obs(dataset, rows, obs_columns, source)
+    rows = sample_cells(len(tokens), settings.max_cells, seed)
+    obs = cell_obs(dataset, rows, settings.obs_columns, source)
     cls_first = starts_with_cls(tokens, rows, token_dictionary.get(CLS_TOKEN), source)
     model = load_encoder_model(checkpoint, init, seed)
     hidden_states_index = check_layer(layer, model.config.num_hidden_layers, f"layer (model {checkpoint})")
@@ -209,8 +205,8 @@ def extract_embeddings(
                          "use the token dictionary the checkpoint was trained with")
     token_names, is_gene_token = token_lookup(token_dictionary, vocab_size)
     device = pick_device(gpus)
-    cells, gene_sums, gene_counts = embed_cells(model, tokens, rows, layer, cls_first, is_gene_token, batch_size,
-                                                device)
+    cells, gene_sums, gene_counts = embed_cells(model, tokens, rows, layer, cls_first, is_gene_token,
+                                                settings.batch_size, device)
     with atomic_path(output_npy) as temporary, open(temporary, "wb") as handle:
         np.save(handle, storage_array(cells, dtype))
     seen = np.flatnonzero(gene_counts)
@@ -229,10 +225,11 @@ def extract_embeddings(
 # --- the PCA baseline ------------------------------------------------------------------------------
 
 
-def pca_embedding(h5ad_path: str | Path, cells_h5ad: str | Path, n_components: int, seed: int,
+def pca_embedding(h5ad_path: str | Path, cells_h5ad: str | Path, settings: EmbeddingSettings, seed: int,
                   output_h5ad: str | Path) -> None:
-    """PCA of log1p(count / n_counts * 1e4) for the cells of `cells_h5ad` (an extract_embeddings h5ad),
-    in its order and with its obs, so the baseline is scored on the very same cells.
+    """PCA (settings.pca_components) of log1p(count / n_counts * 1e4) for the cells of `cells_h5ad` (an
+    extract_embeddings h5ad), in its order and with its obs, so the baseline is scored on the very
+    same cells.
 
     ARPACK centres the sparse matrix implicitly; components are capped below min(cells, genes).
     """
@@ -249,7 +246,7 @@ def pca_embedding(h5ad_path: str | Path, cells_h5ad: str | Path, n_components: i
         n_counts = adata.obs["n_counts"].to_numpy(dtype=np.float64)[rows]
     if not (n_counts > 0).all():
         raise InputError(str(h5ad_path), "has cells with n_counts <= 0", "filter out empty cells")
-    n_components = min(n_components, min(counts.shape) - 1)
+    n_components = min(settings.pca_components, min(counts.shape) - 1)
     if n_components < 1:
         raise InputError(str(cells_h5ad), "too few cells or genes for PCA", "embed more cells")
     pca = PCA(n_components=n_components, svd_solver="arpack", random_state=seed)
@@ -339,10 +336,11 @@ def read_scored_embedding(name: str, path: str | Path, columns: list[str]) -> tu
     return np.asarray(adata.obsm[EMBEDDING_KEY], dtype=np.float32), adata.obs[columns].astype(str)
 
 
-def score_embeddings(embeddings: list, label_column: str, batch_column: str | None, seed: int,
-                     output_csv: str | Path, output_png: str | Path) -> None:
+def score_embeddings(embeddings: list, settings: EmbeddingSettings, seed: int, output_csv: str | Path,
+                     output_png: str | Path) -> None:
     """Score each [name, h5ad] embedding (one CSV row each: see embedding_scores) and draw their UMAPs,
-    one column per embedding, coloured by label (row 1) and by batch (row 2, when batch_column is given)."""
+    one column per embedding, coloured by settings.label_column (row 1) and by settings.batch_column
+    (row 2, when given)."""
     from ..core.style import DPI
     from .figures import plot_umap_grid
 
@@ -350,7 +348,8 @@ def score_embeddings(embeddings: list, label_column: str, batch_column: str | No
             len({name for name, _ in embeddings}) != len(embeddings):
         raise InputError("embeddings", "must be a non-empty list of [name, h5ad path] with distinct names",
                          'pass e.g. [["geneformer", "a.h5ad"], ["pca", "b.h5ad"]]')
-    columns = [label_column] + ([batch_column] if batch_column else [])
+    label_column, batch_column = settings.label_column, settings.batch_column
+    columns = settings.obs_columns
     rows, umaps, labels_by_name, batches_by_name = [], {}, {}, {}
     for name, path in embeddings:
         matrix, obs = read_scored_embedding(name, path, columns)

@@ -72,6 +72,7 @@ from ..core.encoder import cell_embeddings, encoder, load_encoder_model, token_s
 from ..core.errors import InputError
 from ..core.model import autocast, pick_device
 from ..core.outputs import atomic_path, write_tsv
+from .settings import PerturbationSettings
 from .tables import (
     COMBINATION,
     JOIN,
@@ -83,7 +84,6 @@ from .tables import (
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("delete", "overexpress")
 GENE, NULL, NULL_PAIR = "gene", "random", "random_pair"  # "null" reads back as NaN
 MEMBER_JOIN = ";"
 
@@ -271,7 +271,7 @@ def _token_ids(genes: list[str], token_of_gene: dict[str, int], source: str) -> 
     return [token_of_gene[gene] for gene in genes]
 
 
-def plan_perturbations(presence: np.ndarray, n_cells: int, gene_of_token: dict[int, str], genes: list[str] | None,
+def plan_perturbations(presence: np.ndarray, n_cells: int, gene_of_token: dict[int, str], genes: list[str],
                        combinations: list[list[str]], max_genes: int, min_cell_fraction: float, n_null_genes: int,
                        n_null_pairs: int, rng: np.random.Generator) -> Plan:
     """Tested genes: the given ones (planted genes are often rare in a short encoding, so they must
@@ -286,10 +286,10 @@ def plan_perturbations(presence: np.ndarray, n_cells: int, gene_of_token: dict[i
     frequent = frequent[np.lexsort((frequent, -presence[frequent]))]
     combination_tokens = [_token_ids(combination, token_of_gene, "combinations") for combination in combinations]
     for combination in combination_tokens:
-        if len(combination) < 2 or len(set(combination)) != len(combination):
-            raise InputError("combinations", f"{combination} is not a list of two or more distinct genes",
-                             "give each combination as [gene, gene, ...]")
-    named = _token_ids(genes, token_of_gene, "genes") if genes is not None else []
+        if len(set(combination)) != len(combination):
+            raise InputError("combinations", f"{combination} names a gene twice",
+                             "name each gene of a combination once")
+    named = _token_ids(genes, token_of_gene, "genes")
     members = [token for combination in combination_tokens for token in combination]
     tested = list(dict.fromkeys(named + members + frequent[:max_genes].tolist()))
     if not tested:
@@ -534,36 +534,32 @@ def _gene_shift_table(labels: list[tuple[str, str]], sums: np.ndarray, counts: n
 
 
 def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_dictionary_tsv: str | Path,
-                     state_column: str, start_state: str, goal_state: str | None, direction: str,
-                     genes: list[str] | None, combinations: list[list[str]], max_cells: int, max_genes: int,
-                     min_cell_fraction: float, n_null_genes: int, layer: int, batch_size: int, seed: int,
-                     output_tsv: str | Path, output_gene_shifts_tsv: str | Path, threads: int = 1,
-                     gpus: int | None = None, truth_json: str | Path | None = None, analysis: str = "",
-                     min_cells: int = 10, n_null_pairs: int = 20) -> None:
-    """Perturb tested genes, combinations and null genes in (at most max_cells, seeded) start-state
-    cells; write per-perturbation effects with null statistics (output_tsv), and the mean shift of
-    every other gene for the tested genes and combinations (output_gene_shifts_tsv). `analysis`
-    names the run in the tables (e.g. the config's analysis name).
+                     settings: PerturbationSettings, analysis: str, seed: int, output_tsv: str | Path,
+                     output_gene_shifts_tsv: str | Path, threads: int = 1, gpus: int | None = None,
+                     truth_json: str | Path | None = None) -> None:
+    """Run one analysis of settings.analyses (named in the tables): perturb tested genes, combinations
+    and null genes in (at most max_cells, seeded) start-state cells; write per-perturbation effects
+    with null statistics (output_tsv), and the mean shift of every other gene for the tested genes
+    and combinations (output_gene_shifts_tsv).
 
-    Tested genes: `genes` (Ensembl IDs; may be null), the combination members, and the max_genes
-    genes present in the most start cells (at least min_cell_fraction of them; 0 tests only the
-    named ones). The goal centroid uses at most max_cells goal-state cells. `threads`, `gpus` as in
+    Tested genes: settings.genes (Ensembl IDs), the combination members, and the max_genes genes
+    present in the most start cells (at least min_cell_fraction of them; 0 tests only the named
+    ones). The goal centroid uses at most max_cells goal-state cells. `threads`, `gpus` as in
     fine-tuning (see model.pick_device). truth_json (a simulator truth file): its planted driver,
-    pair members and control genes join `genes`, and the pair joins `combinations`, so that a rule
-    need not read the file before it exists."""
-    if direction not in DIRECTIONS:
-        raise InputError("direction", f"'{direction}' is not a perturbation", f"use one of {DIRECTIONS}")
-    if max_cells < 1 or batch_size < 1 or min(max_genes, n_null_genes, n_null_pairs, min_cells) < 0 \
-            or not 0 <= min_cell_fraction <= 1:
-        raise InputError("perturbation settings", "max_cells and batch_size must be >= 1, max_genes, n_null_genes, "
-                         "n_null_pairs and min_cells >= 0 and min_cell_fraction in [0, 1]",
-                         "fix the perturbation settings")
+    pair members and control genes join the genes, and the pair joins the combinations, so that a
+    rule need not read the file before it exists."""
+    if analysis not in settings.analyses:
+        raise InputError("analysis", f"'{analysis}' is not an analysis of the settings ({list(settings.analyses)})",
+                         "name one of perturbation.analyses")
+    run = settings.analyses[analysis]
+    start_state, goal_state, direction = run.start_state, run.goal_state, run.direction
+    genes, combinations = settings.genes, settings.combinations
     if truth_json is not None:
         genes, combinations = _with_planted_genes(genes, combinations, truth_json)
     torch.set_num_threads(threads)
     source = str(tokenized_dir)
     tokens, dataset = load_tokenized(tokenized_dir)
-    states = _state_labels(dataset, state_column, source)
+    states = _state_labels(dataset, settings.state_column, source)
     vocabulary = load_token_dictionary(str(token_dictionary_tsv))
     if CLS_TOKEN in vocabulary and (tokens.values == vocabulary[CLS_TOKEN]).any():
         raise InputError(source, "cells start with <cls> (Geneformer V2 encoding)",
@@ -572,22 +568,22 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
     rng = np.random.default_rng(seed)
     for state in (start_state, goal_state):
         if state is not None and not (states == state).any():
-            raise InputError(source, f"no cell has {state_column} '{state}' (values: {sorted(set(states))})",
+            raise InputError(source, f"no cell has {settings.state_column} '{state}' (values: {sorted(set(states))})",
                              "fix start_state / goal_state")
-    start_rows = _sample(states == start_state, max_cells, rng)
+    start_rows = _sample(states == start_state, settings.max_cells, rng)
     cells = tokens.subset(start_rows)
     vocab_span = max(vocabulary.values()) + 1
     presence = np.bincount(cells.values, minlength=vocab_span)
-    plan = plan_perturbations(presence, len(cells), gene_of_token, genes, combinations, max_genes,
-                              min_cell_fraction, n_null_genes, n_null_pairs, rng)
+    plan = plan_perturbations(presence, len(cells), gene_of_token, genes, combinations, settings.max_genes,
+                              settings.min_cell_fraction, settings.n_null_genes, settings.n_null_pairs, rng)
     model = _load_encoder(checkpoint, vocab_span, seed)
     max_length = model.config.max_position_embeddings
     device = pick_device(gpus)
     model.to(device)
     goal_centroid = None
     if goal_state is not None:
-        goal_centroid = _centroid(model, tokens.subset(_sample(states == goal_state, max_cells, rng)), layer,
-                                  batch_size, device)
+        goal_centroid = _centroid(model, tokens.subset(_sample(states == goal_state, settings.max_cells, rng)),
+                                  settings.layer, settings.batch_size, device)
     job_perturbation, job_cell, n_holding = _jobs(cells, plan, direction, vocab_span)
     if direction == "delete" and (n_holding == 0).any():
         log.warning("no %s cell holds %s: nothing to delete", start_state,
@@ -599,9 +595,9 @@ def run_perturbation(checkpoint: str | Path, tokenized_dir: str | Path, token_di
              len(cells), start_state, len(job_cell))
     cell_cosine, goal_shift, sums, counts = run_jobs(
         model, cells, plan, job_perturbation, job_cell, direction, max_length, goal_centroid,
-        job_records, len(record_labels), vocab_span, layer, batch_size, device)
+        job_records, len(record_labels), vocab_span, settings.layer, settings.batch_size, device)
     results = _results_table(plan, job_perturbation, job_cell, len(cells), cell_cosine, goal_shift, n_holding,
-                             goal_state is not None, min_cells)
+                             goal_state is not None, settings.min_cells)
     for place, (column, value) in enumerate({"analysis": analysis, "direction": direction, "start_state": start_state,
                                              "goal_state": goal_state or ""}.items()):
         results.insert(place, column, value)

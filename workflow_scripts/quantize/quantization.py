@@ -36,6 +36,7 @@ from ..core.folds import class_order, read_folds
 from ..core.metrics import Predictions, fold_metrics
 from ..core.model import pick_device
 from ..core.outputs import atomic_path, predictions_table, write_tsv
+from .settings import QuantizationSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,11 @@ RUN_KEYS = ["experiment", "method", "fold"]
 
 
 def benchmark_quantization(model_dir: str | Path, tokenized_dir: str | Path, folds_tsv: str | Path, fold: int,
-                           variants: list[str], batch_sizes: list[int], repeats: int, threads: int,
-                           output_tsv: str | Path, gpus: int | None = None) -> None:
-    """One row per (variant, device, batch size): weights size (MB), median latency per batch, cells/s,
-    and accuracy / macro F1 / macro AUC on the held-out `fold`'s cells (`gpus`: as model.pick_device)."""
-    check_settings(variants, batch_sizes, repeats)
+                           settings: QuantizationSettings, threads: int, output_tsv: str | Path,
+                           gpus: int | None = None) -> None:
+    """One row per (variant, device, batch size) of the settings: weights size (MB), median latency per
+    batch over settings.repeats passes, cells/s, and accuracy / macro F1 / macro AUC on the held-out
+    `fold`'s cells (`gpus`: as model.pick_device)."""
     torch.set_num_threads(threads)
     torch.manual_seed(SEED)
     tokens, dataset = load_tokenized(tokenized_dir)
@@ -63,14 +64,14 @@ def benchmark_quantization(model_dir: str | Path, tokenized_dir: str | Path, fol
                                        str(folds_tsv))
     cell_ids = np.asarray(dataset["cell_id"])[rows]
     results = []
-    for variant, device in measured_pairs(variants, pick_device(gpus)):
+    for variant, device in measured_pairs(settings.variants, pick_device(gpus)):
         model = load_variant(model_dir, variant, classes)
         size_mb = weights_megabytes(model)
         model.to(device)
-        for batch_size in batch_sizes:
+        for batch_size in settings.batch_sizes:
             batches = padded_batches(tokens, rows, batch_size)
             timed_pass(model, batches, len(rows), device)  # warm-up: kernels chosen, caches filled
-            passes = [timed_pass(model, batches, len(rows), device) for _ in range(repeats)]
+            passes = [timed_pass(model, batches, len(rows), device) for _ in range(settings.repeats)]
             seconds = float(np.median([elapsed for _, elapsed in passes]))
             probabilities = passes[-1][0]
             predicted = predictions_table({"cell_id": cell_ids}, true_labels, classes, probabilities)["predicted_label"]
@@ -84,17 +85,6 @@ def benchmark_quantization(model_dir: str | Path, tokenized_dir: str | Path, fol
             log.info("%s on %s, batch %d: %.1f cells/s, macro F1 %.3f", variant, device.type, batch_size,
                      results[-1]["cells_per_s"], scores["macro_f1"])
     write_tsv(pd.DataFrame(results, columns=COLUMNS), output_tsv, float_format="%.6g")
-
-
-def check_settings(variants: list[str], batch_sizes: list[int], repeats: int) -> None:
-    """Refuse unknown variants, repeated variants, and sizes or repeats below one before any work."""
-    unknown = [variant for variant in variants if variant not in VARIANT_DTYPES]
-    if unknown or not variants or len(set(variants)) != len(variants):
-        raise InputError("quantization variants", f"{variants} has unknown, repeated or no variants",
-                         f"choose among {list(VARIANT_DTYPES)}, each once")
-    if not batch_sizes or min(batch_sizes) < 1 or repeats < 1:
-        raise InputError("quantization batch_sizes/repeats", f"batch sizes {batch_sizes}, repeats {repeats}",
-                         "give at least one batch size, all >= 1, and repeats >= 1")
 
 
 def held_out_cells(cell_ids: np.ndarray, folds: pd.DataFrame, fold: int, tokenized_source: str, folds_source: str
