@@ -3,13 +3,13 @@ and benchmarks/speed.py before numpy is imported. Each job tunes its own process
 with another CPU than the submitting host is tuned for its own CPU.
 
 - AMD Zen 4 (family 19h with AVX-512) runs the memory-destination compress store, which numpy's
-  AVX-512 sort partitions with, in microcode: np.sort of 64-bit keys, the tokenizer's main cost, ran
-  5x slower there than numpy's AVX2 sort (330,000 uint64 keys: 16.7 ms against 3.2 ms). numpy picks its
+  AVX-512 sort partitions with, in microcode: np.sort of 64-bit keys, the tokenizer's main cost, runs
+  several times slower there than numpy's AVX2 sort (benchmarks/README.md). numpy picks its
   kernels when imported, so on Zen 4 its AVX-512 kernels are switched off with
   NPY_DISABLE_CPU_FEATURES; Zen 4 executes 512-bit vectors as two 256-bit halves, so the AVX2 kernels
   lose little elsewhere. Zen 5 and Intel CPUs keep them.
 - glibc returns freed blocks of a few MB to the OS and maps them again for the next chunk, so each
-  chunk's arrays are page-faulted afresh (358,000 minor faults for 20,000 cells, against 40,000). Fixed
+  chunk's arrays are page-faulted afresh (benchmarks/README.md counts the faults). Fixed
   mmap and trim thresholds keep freed memory in the heap for the next chunk; peak memory is unchanged.
 Settings a user already made (NPY_DISABLE_CPU_FEATURES, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_)
 are left as they are; WORKFLOW_PROCESS_TUNING=off skips both (e.g. to measure what they bring).
