@@ -58,6 +58,21 @@ class Settings:
         return json.dumps(self.as_dict(), sort_keys=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldModel(Settings):
+    """One fine-tuned fold's model, as embeddings.finetuned and perturbation.model name it (shared by
+    the stages that read a fine-tuned model)."""
+
+    experiment: str
+    method: str
+    fold: int
+
+    @property
+    def directory(self) -> str:
+        """Where fine-tuning saved it."""
+        return f"results/{self.experiment}/{self.method}/fold_{self.fold}/model"
+
+
 def _is_settings(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, Settings)
 

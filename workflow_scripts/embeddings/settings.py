@@ -5,21 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..core.settings import Settings
-
-
-@dataclass(frozen=True)
-class FoldModel(Settings):
-    """One fine-tuned fold's model, as embeddings.finetuned and perturbation.model name it."""
-
-    experiment: str
-    method: str
-    fold: int
-
-    @property
-    def directory(self) -> str:
-        """Where fine-tuning saved it."""
-        return f"results/{self.experiment}/{self.method}/fold_{self.fold}/model"
+from ..core.settings import FoldModel, Settings
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..core.settings import Settings
-from ..embeddings.settings import FoldModel
+from ..core.settings import FoldModel, Settings
 
 
 @dataclass(frozen=True)
