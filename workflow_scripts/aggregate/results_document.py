@@ -36,7 +36,7 @@ class Figure(Settings):
 @dataclasses.dataclass(frozen=True)
 class Section(Settings):
     title: str
-    table: str | None  # results/.../*.md (shown as written) or *.csv (shown as a table); None: figures only
+    table: str | None  # results/.../*.md (headings one level down) or *.csv (as a table); None: figures only
     caption: str  # report/*.rst
     wildcards: dict[str, str]  # what the caption's {{ snakemake.wildcards.X }} stand for
     figures: list[Figure]
@@ -48,7 +48,7 @@ class DocumentContents(Settings):
     config_files: list[str]  # in merge order: later files win
 
 
-def section(title: str, table: str | None, caption: str, figures: list[tuple[str, str | None]] = (),
+def section(title: str, table: str | None, caption: str, figures: tuple[tuple[str, str | None], ...] = (),
             **wildcards: str) -> Section:
     return Section(title, table, caption, wildcards, [Figure(path, figure_caption) for path, figure_caption in figures])
 
