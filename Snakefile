@@ -1,6 +1,7 @@
 """Geneformer fine-tuning experiments: raw counts -> medians -> tokens -> pretraining -> per-fold
 fine-tuning and baselines -> evaluation -> quantization,
-embeddings and in silico perturbation -> mean ± SD tables and figures. The logic lives in
+embeddings and in silico perturbation -> mean ± SD tables and figures -> docs/results.md, which
+shows every table and figure of the run (the last job of `all`). The logic lives in
 workflow_scripts/; this file and rules/ only wire it (see docs/architecture.md)."""
 
 from snakemake.utils import min_version
@@ -44,3 +45,4 @@ rule all:
         ["results/tables/embedding_scores.csv"] if EMBEDDED else [],
         PERTURBATION_FIGURES if PERTURBED else [],
         ["results/tables/perturbation_truth.csv"] if PLANTED_TRUTH else [],
+        "docs/results.md",

@@ -74,3 +74,35 @@ rule runtime_table:
     shell:
         "python -m workflow_scripts runtime --benchmark-dir results/benchmarks --output-csv {output.csv}"
         " --output-png {output.png} > {log} 2>&1"
+
+
+# docs/results.md: each table of this run with its report caption and its figures, in the order of
+# RESULTS_DOCUMENT.sections; after the runtime table (so after every table that one waits for).
+from workflow_scripts.aggregate.results_document import ResultsDocument
+
+RESULTS_DOCUMENT = ResultsDocument(
+    config,
+    quantized=bool(QUANTIZED),
+    embedded=EMBEDDED,
+    perturbation_figures=PERTURBATION_FIGURES if PERTURBED else [],
+    planted_truth=bool(PLANTED_TRUTH),
+)
+
+
+rule results_document:
+    input:
+        tables=RESULTS_DOCUMENT.tables(),
+        figures=RESULTS_DOCUMENT.figures(),
+        captions=RESULTS_DOCUMENT.captions(),
+    output:
+        "docs/results.md",
+    log:
+        "logs/results_document/all.log",
+    benchmark:
+        "results/benchmarks/results_document/all.tsv"
+    conda:
+        DATA_ENV
+    params:
+        contents=RESULTS_DOCUMENT.contents(workflow.configfiles, workflow.overwrite_configfiles),
+    shell:
+        "python -m workflow_scripts results-document --contents {params.contents:q} --output-md {output} > {log} 2>&1"

@@ -98,6 +98,8 @@ def test_test_preset_end_to_end(preset_run):
     assert (workdir / "results/pretrained_model/model.safetensors").exists()
     assert (workdir / "results/pretrained_model/token_dictionary.tsv").exists()
     assert list((workdir / "logs").rglob("*.log")), "every rule logs under logs/"
+    document = (workdir / "docs/results.md").read_text()
+    assert all(f"## Experiment {name}\n" in document for name in experiments), "docs/results.md names each experiment"
 
 
 def test_perturbation_can_be_switched_off(workdir):

@@ -47,6 +47,7 @@ COMMANDS = {
     "aggregate": "aggregate.tables:collect_experiments",
     "compare": "aggregate.tables:compare_with_reported",
     "runtime": "aggregate.runtime:collect_runtime",
+    "results-document": "aggregate.results_document:write_results_document",
     "quantize": "quantize.quantization:benchmark_quantization",
     "quantization-table": "quantize.quantization:collect_quantization",
     "embeddings": "embeddings.embedding:extract_embeddings",
