@@ -58,10 +58,22 @@ rule reported_vs_reproduced:
         " --output-md {output.markdown} > {log} 2>&1"
 
 
+# docs/results.md: each table of this run with its report caption and its figures, in the order of
+# RESULTS_DOCUMENT.sections; the runtime table waits for every other section, the document for all.
+from workflow_scripts.aggregate.results_document import ResultsDocument
+
+RESULTS_DOCUMENT = ResultsDocument(
+    config,
+    quantized=bool(QUANTIZED),
+    embedded=EMBEDDED,
+    perturbation_figures=PERTURBATION_FIGURES if PERTURBED else [],
+    planted_truth=bool(PLANTED_TRUTH),
+)
+
+
 rule runtime_table:
-    input:  # after every experiment's tables, so their jobs' benchmarks are all written
-        "results/tables/all_experiments.csv",
-        "results/tables/reported_vs_reproduced.csv",
+    input:  # after every other table and figure of the run, so their jobs' benchmarks are all written
+        RESULTS_DOCUMENT.timed_outputs(),
     output:
         csv=report("results/tables/runtime.csv", category="Tables", caption="../report/runtime.rst"),
         png=report("results/figures/runtime.png", category="Tables", caption="../report/runtime.rst"),
@@ -74,19 +86,6 @@ rule runtime_table:
     shell:
         "python -m workflow_scripts runtime --benchmark-dir results/benchmarks --output-csv {output.csv}"
         " --output-png {output.png} > {log} 2>&1"
-
-
-# docs/results.md: each table of this run with its report caption and its figures, in the order of
-# RESULTS_DOCUMENT.sections; after the runtime table (so after every table that one waits for).
-from workflow_scripts.aggregate.results_document import ResultsDocument
-
-RESULTS_DOCUMENT = ResultsDocument(
-    config,
-    quantized=bool(QUANTIZED),
-    embedded=EMBEDDED,
-    perturbation_figures=PERTURBATION_FIGURES if PERTURBED else [],
-    planted_truth=bool(PLANTED_TRUTH),
-)
 
 
 rule results_document:

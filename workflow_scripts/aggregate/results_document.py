@@ -91,6 +91,12 @@ class ResultsDocument:
     def figures(self) -> list[str]:
         return [figure.path for entry in self.sections for figure in entry.figures]
 
+    def timed_outputs(self) -> list[str]:
+        """What the runtime table waits for: the tables and figures of every other section (the runtime
+        section is the last), so the benchmarks of all their jobs are written when it reads them."""
+        return [path for entry in self.sections[:-1]
+                for path in ([entry.table] if entry.table else []) + [figure.path for figure in entry.figures]]
+
     def captions(self) -> list[str]:
         """Every caption file, so that editing one rewrites the document."""
         figure_captions = {figure.caption for entry in self.sections for figure in entry.figures if figure.caption}
