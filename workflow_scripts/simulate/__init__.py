@@ -1,1 +1,6 @@
-"""Stage `simulate` (rules/simulate.smk): the embedded default's seeded datasets and their planted truth."""
+"""Stage `simulate` (rules/simulate.smk): the embedded default's seeded datasets and their planted truth.
+
+world.py draws the shared world (genes, programs, dosage genes) from the seed; cells.py holds the
+count model and the per-cell draws builders share; datasets/ has one builder per dataset;
+truths.py registers every planted truth a truth file holds; simulator.py writes the files.
+"""
