@@ -58,6 +58,7 @@ import pandas as pd  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from workflow_scripts.core.config import load_config  # noqa: E402
+from workflow_scripts.simulate.settings import SimulationSettings  # noqa: E402
 from workflow_scripts.simulate.simulator import simulate_dataset  # noqa: E402
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"  # noqa: E402
@@ -84,7 +85,8 @@ def simulated_file(directory: Path, n_cells: int) -> Path:
     simulation = load_config(REPO_CONFIG).get("simulation")
     simulation = {**simulation, "corpus": {**simulation["corpus"], "n_cells": n_cells}}
     path = directory / f"corpus_{n_cells}.h5ad"
-    simulate_dataset("corpus", simulation, 42, path, directory / f"corpus_{n_cells}.truth.json")
+    simulate_dataset("corpus", SimulationSettings.from_config(simulation), 42, path,
+                     directory / f"corpus_{n_cells}.truth.json")
     return path
 
 

@@ -33,20 +33,3 @@ rule pretrain:
         " --model {params.model:q} --pretraining {params.pretraining:q}"
         " --model-input-size {params.model_input_size} --seed {params.seed} --threads {threads}"
         " --output-dir {output} {params.gene_sets} --evaluation-masking {params.evaluation:q} > {log} 2>&1"
-
-
-rule simulate_gene_sets:
-    output:
-        SIMULATED_GENE_SETS,
-    log:
-        "logs/simulate_gene_sets/gene_sets.log",
-    benchmark:
-        "results/benchmarks/simulate_gene_sets/gene_sets.tsv"
-    conda:
-        DATA_ENV
-    params:
-        simulation=as_json(config["simulation"]),
-        seed=config["seed"],
-    shell:
-        "python -m workflow_scripts gene-sets --simulation {params.simulation:q} --seed {params.seed}"
-        " --output-gmt {output} > {log} 2>&1"

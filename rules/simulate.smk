@@ -1,4 +1,5 @@
-# Embedded default: seeded simulated raw-count AnnData for every dataset with source: simulated.
+# Embedded default: seeded simulated raw-count AnnData for every dataset with source: simulated,
+# the gene label file of the planted dosage genes and the world's gene programs as gene sets.
 SIMULATED = [name for name, entry in config["datasets"].items() if entry["source"] == "simulated"]
 
 
@@ -15,10 +16,10 @@ rule simulate_dataset:
     conda:
         DATA_ENV
     params:
-        simulation=as_json(config["simulation"]),
+        settings=as_json(config["simulation"]),
         seed=config["seed"],
     shell:
-        "python -m workflow_scripts simulate --name {wildcards.dataset} --simulation {params.simulation:q}"
+        "python -m workflow_scripts simulate --name {wildcards.dataset} --settings {params.settings:q}"
         " --seed {params.seed} --output-h5ad {output.h5ad} --output-truth {output.truth} > {log} 2>&1"
 
 
@@ -32,8 +33,25 @@ rule simulate_gene_labels:
     conda:
         DATA_ENV
     params:
-        simulation=as_json(config["simulation"]),
+        settings=as_json(config["simulation"]),
         seed=config["seed"],
     shell:
-        "python -m workflow_scripts gene-labels --simulation {params.simulation:q} --seed {params.seed}"
+        "python -m workflow_scripts gene-labels --settings {params.settings:q} --seed {params.seed}"
         " --output-tsv {output} > {log} 2>&1"
+
+
+rule simulate_gene_sets:
+    output:
+        SIMULATED_GENE_SETS,
+    log:
+        "logs/simulate_gene_sets/gene_sets.log",
+    benchmark:
+        "results/benchmarks/simulate_gene_sets/gene_sets.tsv"
+    conda:
+        DATA_ENV
+    params:
+        settings=as_json(config["simulation"]),
+        seed=config["seed"],
+    shell:
+        "python -m workflow_scripts gene-sets --settings {params.settings:q} --seed {params.seed}"
+        " --output-gmt {output} > {log} 2>&1"

@@ -32,7 +32,9 @@ from workflow_scripts.perturb.perturbation import (
 )
 from workflow_scripts.perturb.settings import PerturbationSettings
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
-from workflow_scripts.simulate import simulator as simulate
+from workflow_scripts.simulate.datasets import cardiomyocytes
+from workflow_scripts.simulate.settings import SimulationSettings
+from workflow_scripts.simulate.simulator import simulate_dataset
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 
@@ -409,13 +411,13 @@ SIMULATION = {"n_genes": 300, "n_programs": 20, "corpus": {"n_cells": 400}, "dos
 
 def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypatch):
     for name, value in DRIVER_ONLY.items():
-        monkeypatch.setattr(simulate, name, value)
+        monkeypatch.setattr(cardiomyocytes, name, value)
     torch.set_num_threads(1)
     config = load_config(DEFAULT_CONFIG_PATH, overrides={"simulation": SIMULATION})
     seed = 1
     for name in ("corpus", "cardiomyocytes"):
-        simulate.simulate_dataset(name, config["simulation"], seed, tmp_path / f"{name}.h5ad",
-                                  tmp_path / f"{name}.truth.json")
+        simulate_dataset(name, SimulationSettings.from_config(config["simulation"]), seed, tmp_path / f"{name}.h5ad",
+                         tmp_path / f"{name}.truth.json")
     compute_gene_medians(tmp_path / "corpus.h5ad", tmp_path / "medians.tsv", 500)
     build_reference("corpus", "corpus", tmp_path / "medians.tsv", False, tmp_path / "tokens.tsv", tmp_path / "used.tsv")
     tokenize_dataset(tmp_path / "cardiomyocytes.h5ad", tmp_path / "tokens.tsv", tmp_path / "used.tsv",

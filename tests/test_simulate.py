@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,10 +14,25 @@ import scipy.sparse as sp
 from conftest import DEFAULT_CONFIG_PATH
 from scipy.stats import spearmanr
 
-from workflow_scripts.core.config import load_config
+from workflow_scripts.core import truths
+from workflow_scripts.core.config import load_config, load_schema
 from workflow_scripts.core.dictionaries import SPECIAL_TOKENS, load_token_dictionary
 from workflow_scripts.core.errors import InputError
-from workflow_scripts.simulate import simulator as simulate
+from workflow_scripts.simulate import cells, simulator
+from workflow_scripts.simulate.datasets import (
+    DATASET_BUILDERS,
+    cardiomyocytes,
+    corpus,
+    pancreas,
+    sciplex2,
+)
+from workflow_scripts.simulate.settings import SimulationSettings
+from workflow_scripts.simulate.world import (
+    HUB_PROGRAM_RANGE,
+    build_world,
+    vocabulary_genes,
+    world_from_settings,
+)
 
 SMALL = {
     "n_genes": 2000,  # the default: sparsity is checked at the realistic gene count
@@ -33,22 +49,29 @@ COMMON_TYPES = ("alpha", "beta", "ductal", "acinar")
 
 
 @pytest.fixture(scope="module")
-def simulation() -> dict:
+def simulation() -> SimulationSettings:
     """The small settings with every other key filled from config/schema.yaml defaults."""
-    return load_config(DEFAULT_CONFIG_PATH, overrides={"simulation": SMALL})["simulation"]
+    return SimulationSettings.from_config(load_config(DEFAULT_CONFIG_PATH, overrides={"simulation": SMALL})["simulation"])
+
+
+def _with(settings: SimulationSettings, section: str | None = None, **changes) -> SimulationSettings:
+    """The settings with some keys of the top level (section None) or of one dataset's section changed."""
+    if section is None:
+        return dataclasses.replace(settings, **changes)
+    return dataclasses.replace(settings, **{section: dataclasses.replace(getattr(settings, section), **changes)})
 
 
 @pytest.fixture(scope="module", autouse=True)
 def small_chunks():
     """Small row chunks, so that even the small datasets are assembled from several chunks."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(simulate, "CHUNK_CELLS", 128)
+        patch.setattr(cells, "CHUNK_CELLS", 128)
         yield
 
 
-def _write(directory: Path, name: str, simulation: dict, seed: int) -> tuple[ad.AnnData, dict]:
+def _write(directory: Path, name: str, simulation: SimulationSettings, seed: int) -> tuple[ad.AnnData, dict]:
     h5ad, truth = directory / f"{name}.h5ad", directory / f"{name}.truth.json"
-    simulate.simulate_dataset(name, simulation, seed, h5ad, truth)
+    simulator.simulate_dataset(name, simulation, seed, h5ad, truth)
     return ad.read_h5ad(h5ad), json.loads(truth.read_text())
 
 
@@ -78,7 +101,7 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path, simu
 def test_written_file_follows_the_contract(written, simulation, name):
     adata, _ = written[name]
     assert isinstance(adata.X, sp.csr_matrix) and adata.X.dtype == np.int32
-    assert adata.shape == (simulation[name]["n_cells"], simulation["n_genes"])
+    assert adata.shape == (getattr(simulation, name).n_cells, simulation.n_genes)
     assert adata.X.data.min() > 0  # stored entries are the non-zero counts
     row_sums = np.asarray(adata.X.sum(axis=1)).ravel()
     assert np.issubdtype(adata.obs["n_counts"].dtype, np.integer)
@@ -104,11 +127,11 @@ def test_counts_are_sparse_and_long_tailed(written, name):
 def test_pancreas_has_every_cell_type_at_realistic_proportions(written, simulation):
     adata, truth = written["pancreas"]
     counts = adata.obs["cell_type"].value_counts()
-    assert set(counts.index) == set(simulate.PANCREAS_REFERENCE_COUNTS)
-    assert counts.min() >= simulation["pancreas"]["min_cells_per_type"]
+    assert set(counts.index) == set(pancreas.REFERENCE_COUNTS)
+    assert counts.min() >= simulation.pancreas.min_cells_per_type
     assert min(counts[common] for common in COMMON_TYPES) > max(counts[rare] for rare in RARE_TYPES)
     assert {name: entry["n_cells"] for name, entry in truth["cell_types"].items()} == counts.to_dict()
-    assert adata.obs["donor"].nunique() == simulation["pancreas"]["n_donors"]
+    assert adata.obs["donor"].nunique() == simulation.pancreas.n_donors
     assert sorted(adata.obs["batch"].unique()) == ["tech_a", "tech_b"]
 
 
@@ -121,8 +144,8 @@ def test_planted_markers_mark_their_cell_type(written):
     adata, truth = written["pancreas"]
     expression = _log_normalized(adata)
     gene_column = {gene: column for column, gene in enumerate(adata.var_names)}
-    for cell_type, entry in truth["cell_types"].items():
-        markers = [gene_column[gene] for gene in entry["marker_genes"]]
+    for cell_type, genes in truths.MARKER_GENES.read(truth).items():
+        markers = [gene_column[gene] for gene in genes]
         assert markers, cell_type
         in_type = (adata.obs["cell_type"] == cell_type).to_numpy()
         marker_score = expression[:, markers].mean(axis=1)
@@ -131,7 +154,7 @@ def test_planted_markers_mark_their_cell_type(written):
 
 def test_related_cell_types_share_a_lineage_program(written):
     _, truth = written["pancreas"]
-    for lineage, members in simulate.PANCREAS_LINEAGES.items():
+    for lineage, members in pancreas.LINEAGES.items():
         lineage_program = truth["program_of_role"][lineage]
         for member in members:
             activities = truth["cell_types"][member]["program_activity"]
@@ -155,7 +178,7 @@ def test_truth_file_describes_the_world(written, simulation):
     adata, truth = written["pancreas"]
     world = truth["world"]
     assert truth["dataset"] == "pancreas" and truth["seed"] == SEED
-    assert len(world["programs"]) == simulation["n_programs"]
+    assert len(world["programs"]) == simulation.n_programs
     planted = {gene for program in world["programs"].values() for gene in program["genes"]}
     planted |= set(world["housekeeping_genes"])
     assert planted <= set(adata.var_names)
@@ -165,24 +188,27 @@ def test_truth_file_describes_the_world(written, simulation):
 
 
 def test_cell_type_allocation_keeps_the_floor_and_the_order():
-    counts = simulate.allocate_cell_type_counts(2500, 10)
+    counts = pancreas.allocate_cell_type_counts(2500, 10)
     assert sum(counts.values()) == 2500
     assert min(counts.values()) == 10 and counts["t_cell"] == 10
     assert counts["alpha"] > counts["beta"] > counts["ductal"] > counts["acinar"] > counts["delta"]
     with pytest.raises(InputError, match="min_cells_per_type"):
-        simulate.allocate_cell_type_counts(100, 10)
+        pancreas.allocate_cell_type_counts(100, 10)
 
 
 def test_bad_input_is_refused_before_any_output(tmp_path, simulation):
     h5ad, truth = tmp_path / "x.h5ad", tmp_path / "x.truth.json"
     with pytest.raises(InputError, match="no simulator"):
-        simulate.simulate_dataset("lung", simulation, SEED, h5ad, truth)
-    too_few_programs = {**simulation, "n_programs": 10}
-    with pytest.raises(InputError, match="n_programs"):
-        simulate.simulate_dataset("pancreas", too_few_programs, SEED, h5ad, truth)
-    with pytest.raises(InputError, match="n_genes"):
-        simulate.build_world(SEED, 10**6, 20)
+        simulator.simulate_dataset("lung", simulation, SEED, h5ad, truth)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_schema_keeps_the_world_within_what_the_datasets_need():
+    """The builders do not re-check n_genes and n_programs: the schema's bounds must cover them."""
+    world_schema = load_schema()["properties"]["simulation"]["properties"]
+    assert world_schema["n_genes"]["maximum"] == len(vocabulary_genes())
+    roles = (pancreas.PROGRAM_ROLES, sciplex2.PROGRAM_ROLES, cardiomyocytes.PROGRAM_ROLES)
+    assert world_schema["n_programs"]["minimum"] >= max(len(dataset_roles) for dataset_roles in roles)
 
 
 def _gene_columns(adata: ad.AnnData, genes: list[str]) -> list[int]:
@@ -191,14 +217,10 @@ def _gene_columns(adata: ad.AnnData, genes: list[str]) -> list[int]:
 
 def test_new_datasets_leave_the_existing_ones_unchanged(simulation):
     """Settings of other datasets never reach the corpus: each builder has its own random stream."""
-    world = simulate.world_from_settings(simulation, SEED)
-    other_settings = {
-        **simulation,
-        "sciplex2": {**simulation["sciplex2"], "n_cells": 999, "doses": [0, 3]},
-        "cardiomyocytes": {**simulation["cardiomyocytes"], "n_cells": 777},
-    }
-    first = simulate.simulate_corpus(world, simulation, SEED).adata
-    again = simulate.simulate_corpus(world, other_settings, SEED).adata
+    world = world_from_settings(simulation, SEED)
+    other_settings = _with(_with(simulation, "sciplex2", n_cells=999, doses=[0, 3]), "cardiomyocytes", n_cells=777)
+    first = corpus.simulate_corpus(world, simulation, SEED).adata
+    again = corpus.simulate_corpus(world, other_settings, SEED).adata
     assert _same_matrix(first.X, again.X)
 
 
@@ -206,18 +228,18 @@ def test_corpus_can_carry_the_cardiomyocytes_planted_regulation(simulation):
     """With cardiac_fraction, corpus cells where the cardiomyocytes' driver is high express its
     targets (the failing-heart program) and the pair's co-bound targets more: links pretraining can
     learn. With a fraction of 0 the corpus holds no such link."""
-    settings = {**simulation, "corpus": {**simulation["corpus"], "n_cells": 800, "cardiac_fraction": 0.5}}
-    unplanted = {**simulation, "corpus": {**settings["corpus"], "cardiac_fraction": 0.0}}
-    world = simulate.world_from_settings(settings, SEED)
-    truth = simulate.simulate_cardiomyocytes(world, settings, SEED).truth
+    settings = _with(simulation, "corpus", n_cells=800, cardiac_fraction=0.5)
+    unplanted = _with(settings, "corpus", cardiac_fraction=0.0)
+    world = world_from_settings(settings, SEED)
+    truth = cardiomyocytes.simulate_cardiomyocytes(world, settings, SEED).truth
     gaps = {}
     for fraction, corpus_settings in (("planted", settings), ("none", unplanted)):
-        corpus = simulate.simulate_corpus(world, corpus_settings, SEED).adata
-        expression = _log_normalized(corpus)
-        driver = expression[:, corpus.var_names.get_loc(truth["driver"]["gene"])]
-        targets = expression[:, _gene_columns(corpus, truth["driver"]["target_genes"])].mean(axis=1)
-        pair = expression[:, _gene_columns(corpus, truth["cooperating_pair"]["genes"])]
-        pair_targets = expression[:, _gene_columns(corpus, truth["cooperating_pair"]["target_genes"])].mean(axis=1)
+        corpus_cells = corpus.simulate_corpus(world, corpus_settings, SEED).adata
+        expression = _log_normalized(corpus_cells)
+        driver = expression[:, corpus_cells.var_names.get_loc(truths.DRIVER_GENE.read(truth))]
+        targets = expression[:, _gene_columns(corpus_cells, truths.DRIVER_TARGETS.read(truth))].mean(axis=1)
+        pair = expression[:, _gene_columns(corpus_cells, truths.PAIR_GENES.read(truth))]
+        pair_targets = expression[:, _gene_columns(corpus_cells, truths.PAIR_TARGETS.read(truth))].mean(axis=1)
         both_on = (pair > np.quantile(pair, 0.8, axis=0)).all(axis=1)
         gaps[fraction] = (targets[driver > np.quantile(driver, 0.85)].mean() - targets[driver <= np.median(driver)].mean(),
                           pair_targets[both_on].mean() - pair_targets[~both_on].mean())
@@ -226,8 +248,8 @@ def test_corpus_can_carry_the_cardiomyocytes_planted_regulation(simulation):
 
 
 def test_world_without_dosage_genes_is_the_world_drawn_before_them():
-    planted = simulate.build_world(SEED, 500, 20, 10)
-    plain = simulate.build_world(SEED, 500, 20)
+    planted = build_world(SEED, 500, 20, 10)
+    plain = build_world(SEED, 500, 20)
     assert len(plain.dosage_sensitive) == len(plain.dosage_insensitive) == 0
     assert np.array_equal(planted.gene_ids, plain.gene_ids)
     assert np.array_equal(planted.baseline_log_expression, plain.baseline_log_expression)
@@ -237,11 +259,11 @@ def test_world_without_dosage_genes_is_the_world_drawn_before_them():
 
 def test_sciplex2_doses_treatments_and_replicates(written, simulation):
     adata, truth = written["sciplex2"]
-    settings = simulation["sciplex2"]
+    settings = simulation.sciplex2
     labels = ["0", "0.1", "1", "10", "25", "50"]
     assert list(adata.obs["dose"].cat.categories) == labels  # ordered by dose, not as strings
     counts = adata.obs["dose"].value_counts()
-    assert counts.sum() == settings["n_cells"] and counts.max() - counts.min() <= 1
+    assert counts.sum() == settings.n_cells and counts.max() - counts.min() <= 1
     vehicle = (adata.obs["dose"] == "0").to_numpy()
     assert (adata.obs["treatment"].to_numpy()[vehicle] == "vehicle").all()
     assert (adata.obs["treatment"].to_numpy()[~vehicle] == "nutlin3a").all()
@@ -267,9 +289,9 @@ def test_p53_targets_rise_with_dose_and_cell_cycle_genes_fall(written):
 
 
 def test_doses_come_from_the_configuration(simulation):
-    settings = {**simulation, "sciplex2": {"n_cells": 100, "doses": [2.5, 0, 125], "n_replicates": 1}}
-    world = simulate.build_world(SEED, 300, 20)
-    adata = simulate.simulate_sciplex2(world, settings, SEED).adata
+    settings = _with(simulation, "sciplex2", n_cells=100, doses=[2.5, 0, 125], n_replicates=1)
+    world = build_world(SEED, 300, 20)
+    adata = sciplex2.simulate_sciplex2(world, settings, SEED).adata
     assert list(adata.obs["dose"].cat.categories) == ["0", "2.5", "125"]
     assert adata.obs["dose"].value_counts().to_dict() == {"0": 34, "2.5": 33, "125": 33}
 
@@ -280,9 +302,9 @@ def test_cardiomyocyte_donors_are_nested_in_disease(written, simulation):
     diseases_per_donor = adata.obs.groupby("donor", observed=True)["disease"].nunique()
     assert (diseases_per_donor == 1).all()
     donors_per_disease = adata.obs.groupby("disease", observed=True)["donor"].nunique().to_dict()
-    assert donors_per_disease == simulation["cardiomyocytes"]["donors_per_disease"]
+    assert donors_per_disease == simulation.cardiomyocytes.donors_per_disease
     assert donors_per_disease == {"NF": 9, "HCM": 11, "DCM": 9}  # the schema defaults, as in the paper
-    assert adata.obs["donor"].value_counts().min() >= simulate.MIN_CELLS_PER_DONOR
+    assert adata.obs["donor"].value_counts().min() >= cardiomyocytes.MIN_CELLS_PER_DONOR
     for donor, entry in truth["donors"].items():
         assert (adata.obs.loc[adata.obs["donor"] == donor, "disease"] == entry["disease"]).all()
         assert donor in truth["diseases"][entry["disease"]]["donors"]
@@ -290,18 +312,19 @@ def test_cardiomyocyte_donors_are_nested_in_disease(written, simulation):
 
 def test_truth_records_the_planted_perturbation_targets(written):
     adata, truth = written["cardiomyocytes"]
-    driver, pair = truth["driver"], truth["cooperating_pair"]
-    controls = truth["control_genes"]
-    planted = [driver["gene"], *pair["genes"], *pair["target_genes"], *controls]
-    assert len(set(planted)) == len(planted) == 3 + simulate.N_PAIR_TARGETS + simulate.N_CONTROL_GENES
+    driver, pair = truths.DRIVER_GENE.read(truth), truths.PAIR_GENES.read(truth)
+    controls, driver_targets = truths.CONTROL_GENES.read(truth), truths.DRIVER_TARGETS.read(truth)
+    planted = [driver, *pair, *truths.PAIR_TARGETS.read(truth), *controls]
+    assert len(set(planted)) == len(planted) == 3 + cardiomyocytes.N_PAIR_TARGETS + cardiomyocytes.N_CONTROL_GENES
     assert set(planted) <= set(adata.var_names)
-    assert driver["drives_program"] == truth["program_of_role"]["failing_heart"]
-    driven_program = truth["world"]["programs"][driver["drives_program"]]["genes"]
-    assert driver["target_genes"] and set(driver["target_genes"]) <= set(driven_program)
-    assert driver["gene"] not in driven_program
-    together, alone = pair["target_log_fold_change_together"], pair["target_log_fold_change_each_alone"]
+    assert truths.DRIVER_PROGRAM.read(truth) == truth["program_of_role"]["failing_heart"]
+    driven_program = truth["world"]["programs"][truths.DRIVER_PROGRAM.read(truth)]["genes"]
+    assert driver_targets and set(driver_targets) <= set(driven_program)
+    assert driver not in driven_program
+    pair_entry = truths.COOPERATING_PAIR.read(truth)
+    together, alone = pair_entry["target_log_fold_change_together"], pair_entry["target_log_fold_change_each_alone"]
     assert together > 2 * alone  # the joint effect exceeds the sum of the single effects
-    disease_programs = {truth["program_of_role"][role] for role in simulate.CARDIOMYOCYTE_PROGRAM_ROLES}
+    disease_programs = {truth["program_of_role"][role] for role in cardiomyocytes.PROGRAM_ROLES}
     disease_genes = {gene for name in disease_programs for gene in truth["world"]["programs"][name]["genes"]}
     assert not disease_genes & set(controls)
 
@@ -338,10 +361,10 @@ def test_cooperating_pair_acts_more_than_additively(written):
 
 def test_dosage_label_file(tmp_path, written, simulation):
     output = tmp_path / "dosage_genes.tsv"
-    simulate.write_dosage_gene_labels(simulation, SEED, output)
+    simulator.write_dosage_gene_labels(simulation, SEED, output)
     labels = pd.read_csv(output, sep="\t")
     assert list(labels.columns) == ["ensembl_id", "label"]
-    n_per_class = simulation["dosage_genes"]["n_per_class"]
+    n_per_class = simulation.dosage_genes.n_per_class
     class_sizes = labels["label"].value_counts().to_dict()
     assert class_sizes == {"dosage_sensitive": n_per_class, "dosage_insensitive": n_per_class}
     assert labels["ensembl_id"].is_unique and labels["ensembl_id"].is_monotonic_increasing
@@ -354,9 +377,9 @@ def test_dosage_label_file(tmp_path, written, simulation):
 
 
 def test_dosage_sensitive_genes_are_tightly_regulated_hubs(simulation):
-    world = simulate.world_from_settings(simulation, SEED)
+    world = world_from_settings(simulation, SEED)
     memberships = (world.program_effects() != 0).sum(axis=0)
-    assert memberships[world.dosage_sensitive].min() >= simulate.HUB_PROGRAM_RANGE[0]
+    assert memberships[world.dosage_sensitive].min() >= HUB_PROGRAM_RANGE[0]
     assert memberships[world.dosage_insensitive].max() <= 1
     sensitive_dispersion = np.median(world.dispersion[world.dosage_sensitive])
     assert sensitive_dispersion * 4 < np.median(world.dispersion[world.dosage_insensitive])
@@ -404,22 +427,74 @@ def test_dosage_genes_show_in_the_corpus(written):
 
 def test_new_datasets_refuse_bad_settings_before_any_output(tmp_path, simulation):
     h5ad, truth = tmp_path / "x.h5ad", tmp_path / "x.truth.json"
-    same_label = {**simulation, "sciplex2": {**simulation["sciplex2"], "doses": [0, 1, 1.0000001]}}
+    same_label = _with(simulation, "sciplex2", doses=[0, 1, 1.0000001])
     with pytest.raises(InputError, match="doses"):
-        simulate.simulate_dataset("sciplex2", same_label, SEED, h5ad, truth)
-    too_few_cells = {**simulation, "cardiomyocytes": {**simulation["cardiomyocytes"], "n_cells": 100}}
+        simulator.simulate_dataset("sciplex2", same_label, SEED, h5ad, truth)
+    too_few_cells = _with(simulation, "cardiomyocytes", n_cells=100)
     with pytest.raises(InputError, match="cardiomyocytes.n_cells"):
-        simulate.simulate_dataset("cardiomyocytes", too_few_cells, SEED, h5ad, truth)
-    too_many_dosage_genes = {**simulation, "dosage_genes": {"n_per_class": 900}}
+        simulator.simulate_dataset("cardiomyocytes", too_few_cells, SEED, h5ad, truth)
+    too_many_dosage_genes = _with(simulation, "dosage_genes", n_per_class=900)
     with pytest.raises(InputError, match="n_per_class"):
-        simulate.simulate_dataset("corpus", too_many_dosage_genes, SEED, h5ad, truth)
-    no_dosage_genes = {**simulation, "dosage_genes": {"n_per_class": 0}}
+        simulator.simulate_dataset("corpus", too_many_dosage_genes, SEED, h5ad, truth)
+    no_dosage_genes = _with(simulation, "dosage_genes", n_per_class=0)
     with pytest.raises(InputError, match="n_per_class"):
-        simulate.write_dosage_gene_labels(no_dosage_genes, SEED, tmp_path / "labels.tsv")
-    few_programs = simulate.build_world(SEED, 300, 3)
-    for builder in (simulate.simulate_sciplex2, simulate.simulate_cardiomyocytes):
-        with pytest.raises(InputError, match="n_programs"):
-            builder(few_programs, simulation, SEED)
+        simulator.write_dosage_gene_labels(no_dosage_genes, SEED, tmp_path / "labels.tsv")
     with pytest.raises(InputError, match="n_genes"):  # too few genes outside the disease programs
-        simulate.simulate_cardiomyocytes(simulate.build_world(SEED, 100, 20), simulation, SEED)
+        cardiomyocytes.simulate_cardiomyocytes(build_world(SEED, 100, 20), simulation, SEED)
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_registry_lists_every_truth_a_truth_file_holds(written):
+    for name, (_, truth) in written.items():
+        registered = truths.truths_of(name)
+        assert set(truth) == {entry.key for entry in registered if len(entry.path) == 1}, name
+        world_keys = {entry.key for entry in registered if entry.path[0] == truths.WORLD.key and len(entry.path) == 2}
+        assert set(truth[truths.WORLD.key]) == world_keys, name
+        assert all(entry.held_by(truth) for entry in registered), name
+    assert set(DATASET_BUILDERS) == set(written)
+    _, cardiac_truth = written["cardiomyocytes"]
+    assert not truths.DRIVER.held_by(written["corpus"][1]) and truths.DRIVER.held_by(cardiac_truth)
+    assert truths.MARKER_GENES.read(written["pancreas"][1]).keys() == set(pancreas.REFERENCE_COUNTS)
+
+
+def test_a_new_truth_is_refused_until_registered_then_written(tmp_path, monkeypatch, simulation):
+    """A builder writing an entry the registry lacks fails before any output; once registered, the
+    entry is in the truth file and the registry lists it for that dataset alone."""
+    monkeypatch.setattr(truths, "TRUTHS", dict(truths.TRUTHS))
+
+    def simulate_toy(world, settings, seed):
+        cells_of_corpus = corpus.simulate_corpus(world, settings, seed).adata
+        return cells.SimulatedDataset(cells_of_corpus, {"toy_genes": world.gene_ids[:3].tolist()})
+
+    monkeypatch.setitem(DATASET_BUILDERS, "toy", simulate_toy)
+    h5ad, truth_json = tmp_path / "toy.h5ad", tmp_path / "toy.truth.json"
+    with pytest.raises(LookupError, match="toy_genes"):
+        simulator.simulate_dataset("toy", simulation, SEED, h5ad, truth_json)
+    assert not list(tmp_path.iterdir())
+    toy_genes = truths.register("toy_genes", "three genes", "the first three of the world", ("toy",))
+    simulator.simulate_dataset("toy", simulation, SEED, h5ad, truth_json)
+    written_truth = json.loads(truth_json.read_text())
+    assert toy_genes.read(written_truth) == world_from_settings(simulation, SEED).gene_ids[:3].tolist()
+    assert toy_genes in truths.truths_of("toy") and toy_genes not in truths.truths_of("corpus")
+    with pytest.raises(ValueError, match="declared twice"):
+        truths.register("toy_genes", "again", "again")
+
+
+def test_truths_read_through_the_registry():
+    truth = {"driver": {"gene": "D"}, "cell_types": {"alpha": {"marker_genes": ["A"]}, "beta": {"marker_genes": []}}}
+    assert truths.DRIVER_GENE.read(truth) == "D"
+    assert truths.MARKER_GENES.read(truth) == {"alpha": ["A"], "beta": []}
+    assert not truths.PAIR_GENES.held_by(truth) and truths.PAIR_GENES.read(truth, default=[]) == []
+    with pytest.raises(KeyError, match="cooperating_pair.genes"):
+        truths.PAIR_GENES.read(truth)
+
+
+def test_a_misspelt_simulation_setting_is_refused_naming_it(tmp_path, capsys, simulation):
+    from workflow_scripts.cli import main
+
+    misspelt = simulation.as_dict()
+    misspelt["pancreas"]["n_cell"] = misspelt["pancreas"].pop("n_cells")
+    code = main(["gene-sets", "--settings", json.dumps(misspelt), "--seed", "1", "--output-gmt",
+                 str(tmp_path / "sets.gmt")])
+    assert code == 2 and "--settings.pancreas.n_cell" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

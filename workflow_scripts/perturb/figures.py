@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..core import truths
 from ..core.errors import InputError
 from ..core.style import save_figure
 from .tables import (
@@ -27,10 +28,10 @@ PERTURBATION_ROLE_COLOURS = {"driver": "tab:red", "pair member": "tab:purple", "
 
 def planted_roles(truth: dict) -> dict[str, str]:
     """Ensembl ID -> planted role (driver, pair member, control) from a simulator truth file's contents."""
-    roles = {gene: "control" for gene in truth.get("control_genes", [])}
-    roles.update({gene: "pair member" for gene in truth.get("cooperating_pair", {}).get("genes", [])})
-    if "driver" in truth:
-        roles[truth["driver"]["gene"]] = "driver"
+    roles = {gene: "control" for gene in truths.CONTROL_GENES.read(truth, default=[])}
+    roles.update({gene: "pair member" for gene in truths.PAIR_GENES.read(truth, default=[])})
+    if truths.DRIVER.held_by(truth):
+        roles[truths.DRIVER_GENE.read(truth)] = "driver"
     return roles
 
 

@@ -66,6 +66,7 @@ import torch
 from scipy.stats import false_discovery_control, mannwhitneyu
 from tqdm import tqdm
 
+from ..core import truths
 from ..core.batching import RaggedTokens, inference_batches, load_tokenized
 from ..core.dictionaries import CLS_TOKEN, SPECIAL_TOKENS, load_token_dictionary
 from ..core.encoder import cell_embeddings, encoder, load_encoder_model, token_states
@@ -610,11 +611,11 @@ def _with_planted_genes(genes: list[str] | None, combinations: list[list[str]], 
                         ) -> tuple[list[str], list[list[str]]]:
     """`genes` and `combinations` with the simulator's planted genes and pair added (once)."""
     truth = json.loads(Path(truth_json).read_text())
-    if "driver" not in truth or "cooperating_pair" not in truth:
+    if not (truths.DRIVER.held_by(truth) and truths.COOPERATING_PAIR.held_by(truth)):
         raise InputError(str(truth_json), "holds no planted driver / cooperating pair",
                          "use the truth file of the simulated cardiomyocytes, or leave truth_json out")
-    pair = truth["cooperating_pair"]["genes"]
-    planted = [truth["driver"]["gene"], *pair, *truth["control_genes"]]
+    pair = truths.PAIR_GENES.read(truth)
+    planted = [truths.DRIVER_GENE.read(truth), *pair, *truths.CONTROL_GENES.read(truth)]
     known = {tuple(sorted(combination)) for combination in combinations}
     return (list(dict.fromkeys([*(genes or []), *planted])),
             [*combinations, *([pair] if tuple(sorted(pair)) not in known else [])])
@@ -662,7 +663,7 @@ def perturbation_truth(results_tsvs: list[str], gene_shifts_tsvs: list[str], tru
         raise InputError("perturbation_truth", f"{len(results_tsvs)} results files for {len(gene_shifts_tsvs)} "
                          "gene shift files", "give one gene shift file per results file, in the same order")
     truth = json.loads(Path(truth_json).read_text())
-    if "driver" not in truth or "cooperating_pair" not in truth:
+    if not (truths.DRIVER.held_by(truth) and truths.COOPERATING_PAIR.held_by(truth)):
         raise InputError(str(truth_json), "holds no planted driver / cooperating pair",
                          "use the truth file of the simulated cardiomyocytes")
     records = [record for results_tsv, shifts_tsv in zip(results_tsvs, gene_shifts_tsvs)
@@ -679,7 +680,8 @@ def _truth_records(results: pd.DataFrame, shifts: pd.DataFrame, truth: dict) -> 
     analysis = str(results["analysis"].iloc[0]) if len(results) and results["analysis"].iloc[0] else direction
     genes = results[results["kind"] == GENE].set_index("genes")
     ranked = genes[genes["ranked"].astype(bool)]
-    driver, pair, controls = truth["driver"]["gene"], truth["cooperating_pair"]["genes"], truth["control_genes"]
+    driver, pair, controls = (truths.DRIVER_GENE.read(truth), truths.PAIR_GENES.read(truth),
+                              truths.CONTROL_GENES.read(truth))
     records: list[dict] = []
 
     def add(role: str, genes: str, metric: str, value: float) -> None:
@@ -718,8 +720,8 @@ def _truth_records(results: pd.DataFrame, shifts: pd.DataFrame, truth: dict) -> 
     add("controls", JOIN.join(controls), "n_ranked", float(np.isfinite(control_top).sum()))
     add("controls", JOIN.join(controls), "median_top_percent_cell_shift",
         float(np.nanmedian(control_top)) if np.isfinite(control_top).any() else np.nan)
-    for role, perturbed, targets in (("driver_targets", driver, truth["driver"]["target_genes"]),
-                                     ("pair_targets", pair_label, truth["cooperating_pair"]["target_genes"])):
+    for role, perturbed, targets in (("driver_targets", driver, truths.DRIVER_TARGETS.read(truth)),
+                                     ("pair_targets", pair_label, truths.PAIR_TARGETS.read(truth))):
         for column, suffix in (("mean_shift_unmoved", ""), ("mean_shift", "_all_positions")):
             names = ("n_targets", "n_non_targets", "mean_shift_targets", "mean_shift_non_targets", "p_targets_greater")
             for name, value in zip(names, targets_against_others(gene_shifts_of(shifts, perturbed, column), targets)):
@@ -727,6 +729,6 @@ def _truth_records(results: pd.DataFrame, shifts: pd.DataFrame, truth: dict) -> 
     names = ("n_targets_synergy", "n_non_targets_synergy", "target_synergy", "non_target_synergy",
              "p_target_synergy_greater")
     synergy = pair_gene_synergy(shifts, pair_label)
-    for name, value in zip(names, targets_against_others(synergy, truth["cooperating_pair"]["target_genes"])):
+    for name, value in zip(names, targets_against_others(synergy, truths.PAIR_TARGETS.read(truth))):
         add("pair_targets", pair_label, name, value)
     return records
