@@ -130,15 +130,16 @@ def plot_target_shifts(tables: list[pd.DataFrame], gene_shifts: list[pd.DataFram
     driver's targets and of the other genes when the driver is perturbed, the same for the pair's
     co-bound targets when the pair is, and each gene's pair synergy (joint minus the sum of the
     single shifts); genes that kept their position only (perturb's mean_shift_unmoved)."""
-    driver, pair = truth["driver"], truth["cooperating_pair"]
+    driver, driver_targets = truths.DRIVER_GENE.read(truth), truths.DRIVER_TARGETS.read(truth)
+    pair_genes, pair_targets = truths.PAIR_GENES.read(truth), truths.PAIR_TARGETS.read(truth)
     figure = Figure(figsize=(4.2 * len(tables), 8.4), layout="constrained")
     axes = figure.subplots(3, len(tables), squeeze=False)
     for column, (table, shifts) in enumerate(zip(tables, gene_shifts)):
-        pair_row = combination_row(table, pair["genes"])
-        pair_label = pair_row["genes"] if pair_row is not None else JOIN.join(pair["genes"])
-        panels = [(gene_shifts_of(shifts, driver["gene"]), driver["target_genes"], "driver perturbed: gene shift"),
-                  (gene_shifts_of(shifts, pair_label), pair["target_genes"], "pair perturbed: gene shift"),
-                  (pair_gene_synergy(shifts, pair_label), pair["target_genes"], "pair synergy per gene")]
+        pair_row = combination_row(table, pair_genes)
+        pair_label = pair_row["genes"] if pair_row is not None else JOIN.join(pair_genes)
+        panels = [(gene_shifts_of(shifts, driver), driver_targets, "driver perturbed: gene shift"),
+                  (gene_shifts_of(shifts, pair_label), pair_targets, "pair perturbed: gene shift"),
+                  (pair_gene_synergy(shifts, pair_label), pair_targets, "pair synergy per gene")]
         for axis, (values, targets, label) in zip(axes[:, column], panels):
             is_target = values.index.isin(targets)
             groups = [values[is_target].to_numpy(), values[~is_target].to_numpy()]
