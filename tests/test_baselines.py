@@ -22,6 +22,7 @@ SETTINGS = {
     "logreg_hvg": {"n_top_genes": 40, "C": 1.0, "max_iter": 500},
 }
 KINDS = list(SETTINGS)
+CELLS = "cell_classification"
 
 
 def simulate_counts(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -57,7 +58,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def run(kind: str, h5ad_path: Path, folds_path: Path, output: Path, fold: int = 0, seed: int = 3) -> pd.DataFrame:
-    run_baseline(kind, h5ad_path, folds_path, fold, SETTINGS[kind], seed, output)
+    run_baseline(CELLS, kind, h5ad_path, folds_path, fold, SETTINGS[kind], seed, output)
     return pd.read_csv(output, sep="\t")
 
 
@@ -136,8 +137,9 @@ def test_class_missing_from_training_gets_zero_probability(kind: str, tmp_path: 
     folds = stratified_folds(labels)
     folds[labels == "delta"] = 0  # every delta cell is held out in fold 0
     h5ad_path, folds_path = write_dataset(tmp_path, counts, labels, folds)
-    settings = {**SETTINGS[kind], "n_components": 10_000, "n_top_genes": 10_000}  # capped at what the data allows
-    run_baseline(kind, h5ad_path, folds_path, 0, settings, 0, tmp_path / "predictions.tsv")
+    capped = "n_components" if kind == "pca_rf" else "n_top_genes"
+    settings = {**SETTINGS[kind], capped: 10_000}  # capped at what the data allows
+    run_baseline(CELLS, kind, h5ad_path, folds_path, 0, settings, 0, tmp_path / "predictions.tsv")
     predictions = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
     assert (predictions["prob:delta"] == 0).all()
     assert "delta" not in set(predictions["predicted_label"])
@@ -152,16 +154,20 @@ def test_bad_inputs_are_refused_before_any_output(dataset: tuple[Path, Path], tm
     unknown_path = tmp_path / "unknown.tsv"
     unknown_cell.to_csv(unknown_path, sep="\t", index=False)
     with pytest.raises(InputError, match="stranger"):
-        run_baseline("pca_rf", h5ad_path, unknown_path, 0, SETTINGS["pca_rf"], 0, output)
+        run_baseline(CELLS, "pca_rf", h5ad_path, unknown_path, 0, SETTINGS["pca_rf"], 0, output)
     one_label = folds.assign(label="alpha")
     one_label_path = tmp_path / "one_label.tsv"
     one_label.to_csv(one_label_path, sep="\t", index=False)
     with pytest.raises(InputError, match="fewer than two labels"):
-        run_baseline("logreg_hvg", h5ad_path, one_label_path, 0, SETTINGS["logreg_hvg"], 0, output)
+        run_baseline(CELLS, "logreg_hvg", h5ad_path, one_label_path, 0, SETTINGS["logreg_hvg"], 0, output)
     with pytest.raises(InputError, match="no fold 9"):
-        run_baseline("pca_rf", h5ad_path, folds_path, 9, SETTINGS["pca_rf"], 0, output)
-    with pytest.raises(InputError, match="unknown kind"):
-        run_baseline("svm", h5ad_path, folds_path, 0, {}, 0, output)
-    with pytest.raises(InputError, match="n_top_genes"):
-        run_baseline("logreg_hvg", h5ad_path, folds_path, 0, {"C": 1.0, "max_iter": 10}, 0, output)
+        run_baseline(CELLS, "pca_rf", h5ad_path, folds_path, 9, SETTINGS["pca_rf"], 0, output)
+    with pytest.raises(InputError, match="'svm' is not a baseline of cell_classification"):
+        run_baseline(CELLS, "svm", h5ad_path, folds_path, 0, {}, 0, output)
+    with pytest.raises(InputError, match="'gene_stats_logreg' is not a baseline of cell_classification"):
+        run_baseline(CELLS, "gene_stats_logreg", h5ad_path, folds_path, 0, {"C": 1.0, "max_iter": 10}, 0, output)
+    with pytest.raises(InputError, match=r"--settings\.n_top_genes.*is missing from HvgLogisticSettings"):
+        run_baseline(CELLS, "logreg_hvg", h5ad_path, folds_path, 0, {"C": 1.0, "max_iter": 10}, 0, output)
+    with pytest.raises(InputError, match=r"--settings\.n_estimator.*is not a setting of PcaForestSettings"):
+        run_baseline(CELLS, "pca_rf", h5ad_path, folds_path, 0, {"n_components": 5, "n_estimator": 5}, 0, output)
     assert not output.exists()
