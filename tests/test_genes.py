@@ -10,6 +10,7 @@ from workflow_scripts.baselines.classifiers import (
     gene_expression_statistics,
     run_baseline,
 )
+from workflow_scripts.baselines.settings import BaselineSettings
 from workflow_scripts.core.batching import RaggedTokens
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.genes import (
@@ -157,9 +158,9 @@ def test_gene_fold_finetune_and_baseline_score_only_held_out_genes_in_test_cells
     finetune_fold("gene_classification", gene_task["tokenized"], directory / "folds.tsv", 1, gene_task["checkpoint"],
                   FinetuningSettings.from_config(SETTINGS), 0, 1, out / "predictions.tsv", out / "log.tsv",
                   out / "model", cells_tsv=directory / "cells.tsv")
-    run_baseline("gene_classification", "gene_stats_logreg", gene_task["h5ad"], directory / "folds.tsv", 1,
-                 {"C": 1.0, "max_iter": 500}, 0, out / "baseline.tsv", tokenized_dir=gene_task["tokenized"],
-                 cells_tsv=directory / "cells.tsv")
+    stats_logreg = BaselineSettings.from_config({"kind": "gene_stats_logreg", "options": {"C": 1.0, "max_iter": 500}})
+    run_baseline("gene_classification", gene_task["h5ad"], directory / "folds.tsv", 1, stats_logreg, 0,
+                 out / "baseline.tsv", tokenized_dir=gene_task["tokenized"], cells_tsv=directory / "cells.tsv")
     finetuned = pd.read_csv(out / "predictions.tsv", sep="\t")
     baseline = pd.read_csv(out / "baseline.tsv", sep="\t")
     for predictions in (finetuned, baseline):

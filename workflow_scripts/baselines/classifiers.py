@@ -13,7 +13,6 @@ of its predictions table; a kind here only fits and predicts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,13 @@ from sklearn.preprocessing import StandardScaler
 
 from ..core.errors import InputError
 from ..core.outputs import write_tsv
-from ..core.settings import Settings
 from ..core.tasks import BaselineFold, task_named
-from .settings import HvgLogisticSettings, LogisticSettings, PcaForestSettings
+from .settings import (
+    BaselineSettings,
+    HvgLogisticSettings,
+    LogisticSettings,
+    PcaForestSettings,
+)
 
 
 def pca_random_forest(split: BaselineFold, settings: PcaForestSettings, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,35 +120,24 @@ def gene_statistics_logistic_regression(split: BaselineFold, settings: LogisticS
     return model.classes_, model.predict_proba(test_features)
 
 
-@dataclass(frozen=True)
-class Baseline:
-    """A baseline method kind: its classifier and the class of its `baselines.<kind>` settings."""
-
-    fit_predict: Callable[[BaselineFold, Any, int], tuple[np.ndarray, np.ndarray]]
-    settings: type[Settings]
-
-
-BASELINES = {
-    "pca_rf": Baseline(pca_random_forest, PcaForestSettings),
-    "logreg_hvg": Baseline(logistic_regression_hvg, HvgLogisticSettings),
-    "gene_pca_rf": Baseline(gene_pca_random_forest, PcaForestSettings),
-    "gene_stats_logreg": Baseline(gene_statistics_logistic_regression, LogisticSettings),
-}
+BASELINES: dict[str, Callable[[BaselineFold, Any, int], tuple[np.ndarray, np.ndarray]]] = {
+    "pca_rf": pca_random_forest,
+    "logreg_hvg": logistic_regression_hvg,
+    "gene_pca_rf": gene_pca_random_forest,
+    "gene_stats_logreg": gene_statistics_logistic_regression,
+}  # kind -> (fold, the kind's settings, seed) -> (classes, probabilities); settings.OPTIONS_OF_KIND types them
 
 
-def run_baseline(task: str, kind: str, h5ad_path: str | Path, folds_tsv: str | Path, fold: int,
-                 settings: dict[str, Any], seed: int, output_predictions: str | Path,
-                 tokenized_dir: str | Path | None = None, cells_tsv: str | Path | None = None) -> None:
-    """Train a baseline of `kind` on every fold but `fold` and write the held-out fold's predictions.tsv.
-
-    `settings`: the kind's `baselines.<kind>` section, parsed by the kind's settings class (its
-    fields depend on the kind). Gene tasks also read the tokenized dataset and cells.tsv."""
+def run_baseline(task: str, h5ad_path: str | Path, folds_tsv: str | Path, fold: int, settings: BaselineSettings,
+                 seed: int, output_predictions: str | Path, tokenized_dir: str | Path | None = None,
+                 cells_tsv: str | Path | None = None) -> None:
+    """Train the baseline on every fold but `fold` and write the held-out fold's predictions.tsv.
+    Gene tasks also read the tokenized dataset and cells.tsv."""
     experiment_task = task_named(task)
-    if kind not in experiment_task.baseline_kinds:
-        raise InputError("--kind", f"'{kind}' is not a baseline of {task}", f"use one of {list(experiment_task.baseline_kinds)}")
-    baseline = BASELINES[kind]
-    options = baseline.settings.from_config(settings, where="--settings")
+    if settings.kind not in experiment_task.baseline_kinds:
+        raise InputError("--settings.kind", f"'{settings.kind}' is not a baseline of {task}",
+                         f"use one of {list(experiment_task.baseline_kinds)}")
     split = experiment_task.baseline_fold(h5ad_path, folds_tsv, fold, tokenized_dir, cells_tsv)
-    model_classes, model_probabilities = baseline.fit_predict(split, options, seed)
+    model_classes, model_probabilities = BASELINES[settings.kind](split, settings.options, seed)
     write_tsv(split.predictions(spread_probabilities(split.classes, model_classes, model_probabilities)),
               output_predictions)
