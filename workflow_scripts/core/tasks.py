@@ -77,10 +77,10 @@ class FoldInputs:
     output_cells_tsv: str | Path | None = None
 
     def required(self, name: str, task: str) -> Any:
-        return required_path(getattr(self, name), f"--{name.replace('_', '-')}", task)
+        return required_input(getattr(self, name), f"--{name.replace('_', '-')}", task)
 
 
-def required_path(value: Any, flag: str, task: str) -> Any:
+def required_input(value: Any, flag: str, task: str) -> Any:
     """An input one task needs and others do not (so the command takes it as an optional flag)."""
     if value is None:
         raise InputError(flag, f"is needed by a {task} task", f"pass {flag} (the rules give it for {task})")
@@ -330,7 +330,7 @@ class GeneTask(Task):
              ) -> GeneFold:
         """Labels on the training genes' tokens in the training cells; the held-out genes' tokens in the
         test cells are scored. Cells holding none of their role's labelled genes are left out."""
-        cells_tsv = required_path(cells_tsv, "--cells-tsv", self.name)
+        cells_tsv = required_input(cells_tsv, "--cells-tsv", self.name)
         tokens, dataset = load_tokenized(tokenized_dir)
         genes, classes, label_ids, token_ids, in_training = self._genes(folds_tsv, fold)
         vocab_size = int(max(tokens.values.max(initial=0), token_ids.max(initial=0))) + 1
@@ -354,8 +354,8 @@ class GeneTask(Task):
 
         from .counts import gene_ids_of, log_normalize
 
-        tokenized_dir = required_path(tokenized_dir, "--tokenized-dir", self.name)
-        cells_tsv = required_path(cells_tsv, "--cells-tsv", self.name)
+        tokenized_dir = required_input(tokenized_dir, "--tokenized-dir", self.name)
+        cells_tsv = required_input(cells_tsv, "--cells-tsv", self.name)
         genes, classes, label_ids, token_ids, in_training = self._genes(folds_tsv, fold)
         tokens, dataset = load_tokenized(tokenized_dir)
         cell_ids = np.asarray(dataset["cell_id"])
