@@ -44,7 +44,8 @@ use rule finetune_fold as ablation_finetune_fold with:
     wildcard_constraints:
         variant=alternatives(ABLATION_VARIANTS),
     params:
-        command="finetune",
+        task="cell_classification",
+        cells="",
         settings=lambda wildcards: as_json(ablation_finetuning()),
         checkpoint=lambda wildcards, input: input.checkpoint,
 

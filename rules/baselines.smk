@@ -1,5 +1,8 @@
 # Simple baselines in the same folds: PCA + random forest, logistic regression on HVGs (cells) or on
-# expression statistics (genes).
+# expression statistics (genes); the experiment's task (workflow_scripts/core/tasks.py) gives the fold.
+from workflow_scripts.baselines.wiring import BaselineWiring
+
+BASELINE_WIRING = BaselineWiring(config)
 
 
 rule baseline_fold:
@@ -25,15 +28,13 @@ rule baseline_fold:
     resources:
         **WORKFLOW.job_resources("baseline"),
     params:
-        command=lambda wildcards, input: (
-            f"gene-baseline --tokenized-dir {input.gene_task[0]} --cells-tsv {input.gene_task[1]}"
-            if WORKFLOW.is_gene_task(wildcards)
-            else "baseline"
+        task=lambda wildcards: WORKFLOW.experiment(wildcards)["task"],
+        gene_task=lambda wildcards, input: (
+            f"--tokenized-dir {input.gene_task[0]} --cells-tsv {input.gene_task[1]}" if input.gene_task else ""
         ),
-        kind=lambda wildcards: method_settings(config, wildcards.experiment, wildcards.method)["kind"],
-        settings=lambda wildcards: as_json(method_settings(config, wildcards.experiment, wildcards.method)["baseline"]),
+        settings=BASELINE_WIRING.settings,
         seed=config["seed"],
     shell:
-        "python -m workflow_scripts {params.command} --kind {params.kind} --h5ad-path {input.h5ad}"
-        " --folds-tsv {input.folds} --fold {wildcards.fold} --settings {params.settings:q}"
+        "python -m workflow_scripts baseline --task {params.task} --h5ad-path {input.h5ad}"
+        " --folds-tsv {input.folds} {params.gene_task} --fold {wildcards.fold} --settings {params.settings:q}"
         " --seed {params.seed} --output-predictions {output.predictions} > {log} 2>&1"

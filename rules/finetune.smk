@@ -1,5 +1,6 @@
 # One job per experiment x fine-tuning method x fold, tagged with GPU count, memory and runtime.
-# Cell tasks train a sequence classifier; gene tasks a token classifier (with the cell roles of cells.tsv).
+# The experiment's task (workflow_scripts/core/tasks.py) decides the fold's data and the model head: cell
+# tasks train a sequence classifier; gene tasks a token classifier (with the cell roles of cells.tsv).
 # Training checkpoints go to the fold's model.resume/ (removed on success): a killed job resumes when rerun.
 
 
@@ -26,9 +27,8 @@ rule finetune_fold:
     resources:
         **WORKFLOW.job_resources("finetune"),
     params:
-        command=lambda wildcards, input: (
-            f"finetune-genes --cells-tsv {input.cells}" if WORKFLOW.is_gene_task(wildcards) else "finetune"
-        ),
+        task=lambda wildcards: WORKFLOW.experiment(wildcards)["task"],
+        cells=lambda wildcards, input: f"--cells-tsv {input.cells}" if input.cells else "",
         settings=lambda wildcards: as_json(
             method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
         ),
@@ -36,7 +36,8 @@ rule finetune_fold:
         seed=config["seed"],
         launcher=WORKFLOW.launcher("finetune"),
     shell:
-        "{params.launcher} {params.command} --tokenized-dir {input.tokenized} --folds-tsv {input.folds}"
-        " --fold {wildcards.fold} --checkpoint {params.checkpoint} --settings {params.settings:q}"
-        " --seed {params.seed} --threads {threads} --output-predictions {output.predictions}"
-        " --output-log {output.training_log} --output-model {output.model} > {log} 2>&1"
+        "{params.launcher} finetune --task {params.task} --tokenized-dir {input.tokenized}"
+        " --folds-tsv {input.folds} {params.cells} --fold {wildcards.fold} --checkpoint {params.checkpoint}"
+        " --settings {params.settings:q} --seed {params.seed} --threads {threads}"
+        " --output-predictions {output.predictions} --output-log {output.training_log}"
+        " --output-model {output.model} > {log} 2>&1"

@@ -1,5 +1,9 @@
-# Checks on every experiment's input, and its cross-validation folds. Pretraining and fine-tuning
+# Checks on every experiment's input, and its cross-validation folds (one `folds` command; the
+# experiment's task, workflow_scripts/core/tasks.py, decides how). Pretraining and fine-tuning
 # wait for all preflight reports, so bad input stops the run before any long job starts.
+
+
+from workflow_scripts.core.tasks import ExperimentSettings
 
 
 rule check_experiment:
@@ -53,19 +57,11 @@ rule make_folds:
     conda:
         DATA_ENV
     params:
-        label=lambda wildcards: WORKFLOW.experiment(wildcards)["label_column"],
-        n_folds=lambda wildcards: WORKFLOW.experiment(wildcards)["n_folds"],
-        group=lambda wildcards: (
-            f"--group-column {WORKFLOW.experiment(wildcards)['group_column']}"
-            if WORKFLOW.experiment(wildcards)["split"] == "grouped"
-            else ""
-        ),
-        subset=lambda wildcards: as_json(WORKFLOW.experiment(wildcards)["subset"]),
+        experiment=lambda wildcards: as_json(ExperimentSettings.section_of(WORKFLOW.experiment(wildcards))),
         seed=config["seed"],
     shell:
-        "python -m workflow_scripts folds --h5ad-path {input.h5ad} --label-column {params.label}"
-        " --n-folds {params.n_folds} --seed {params.seed} {params.group} --subset {params.subset:q}"
-        " --output-tsv {output} > {log} 2>&1"
+        "python -m workflow_scripts folds --experiment {params.experiment:q} --seed {params.seed}"
+        " --h5ad-path {input.h5ad} --output-folds-tsv {output} > {log} 2>&1"
 
 
 rule make_gene_folds:
@@ -86,19 +82,11 @@ rule make_gene_folds:
     conda:
         DATA_ENV
     params:
-        n_folds=lambda wildcards: WORKFLOW.experiment(wildcards)["n_folds"],
-        n_cells=lambda wildcards: (
-            f"--n-cells {WORKFLOW.experiment(wildcards)['n_cells']}"
-            if WORKFLOW.experiment(wildcards)["n_cells"]
-            else ""
-        ),
-        test_fraction=lambda wildcards: WORKFLOW.experiment(wildcards)["test_cell_fraction"],
-        min_cells=lambda wildcards: WORKFLOW.experiment(wildcards)["min_cells_per_gene"],
+        experiment=lambda wildcards: as_json(ExperimentSettings.section_of(WORKFLOW.experiment(wildcards))),
         min_genes=config["checks"]["min_genes_per_class"],
         seed=config["seed"],
     shell:
-        "python -m workflow_scripts gene-folds --gene-labels-tsv {input.gene_labels} --tokenized-dir {input.tokenized}"
-        " --token-dictionary-tsv {input.tokens} --n-folds {params.n_folds} --seed {params.seed} {params.n_cells}"
-        " --test-cell-fraction {params.test_fraction} --min-cells-per-gene {params.min_cells}"
+        "python -m workflow_scripts folds --experiment {params.experiment:q} --seed {params.seed}"
+        " --gene-labels-tsv {input.gene_labels} --tokenized-dir {input.tokenized} --token-dictionary-tsv {input.tokens}"
         " --min-genes-per-class {params.min_genes} --output-folds-tsv {output.folds}"
         " --output-cells-tsv {output.cells} > {log} 2>&1"

@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from workflow_scripts.baselines.classifiers import run_baseline
+from workflow_scripts.baselines.settings import BaselineSettings
 from workflow_scripts.core.errors import InputError
 
 CLASSES = ["alpha", "beta", "delta"]
@@ -22,6 +23,11 @@ SETTINGS = {
     "logreg_hvg": {"n_top_genes": 40, "C": 1.0, "max_iter": 500},
 }
 KINDS = list(SETTINGS)
+CELLS = "cell_classification"
+
+
+def baseline(kind: str, options: dict) -> BaselineSettings:
+    return BaselineSettings.from_config({"kind": kind, "options": options})
 
 
 def simulate_counts(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -57,7 +63,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def run(kind: str, h5ad_path: Path, folds_path: Path, output: Path, fold: int = 0, seed: int = 3) -> pd.DataFrame:
-    run_baseline(kind, h5ad_path, folds_path, fold, SETTINGS[kind], seed, output)
+    run_baseline(CELLS, h5ad_path, folds_path, fold, baseline(kind, SETTINGS[kind]), seed, output)
     return pd.read_csv(output, sep="\t")
 
 
@@ -136,8 +142,9 @@ def test_class_missing_from_training_gets_zero_probability(kind: str, tmp_path: 
     folds = stratified_folds(labels)
     folds[labels == "delta"] = 0  # every delta cell is held out in fold 0
     h5ad_path, folds_path = write_dataset(tmp_path, counts, labels, folds)
-    settings = {**SETTINGS[kind], "n_components": 10_000, "n_top_genes": 10_000}  # capped at what the data allows
-    run_baseline(kind, h5ad_path, folds_path, 0, settings, 0, tmp_path / "predictions.tsv")
+    capped = "n_components" if kind == "pca_rf" else "n_top_genes"
+    settings = {**SETTINGS[kind], capped: 10_000}  # capped at what the data allows
+    run_baseline(CELLS, h5ad_path, folds_path, 0, baseline(kind, settings), 0, tmp_path / "predictions.tsv")
     predictions = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
     assert (predictions["prob:delta"] == 0).all()
     assert "delta" not in set(predictions["predicted_label"])
@@ -152,16 +159,27 @@ def test_bad_inputs_are_refused_before_any_output(dataset: tuple[Path, Path], tm
     unknown_path = tmp_path / "unknown.tsv"
     unknown_cell.to_csv(unknown_path, sep="\t", index=False)
     with pytest.raises(InputError, match="stranger"):
-        run_baseline("pca_rf", h5ad_path, unknown_path, 0, SETTINGS["pca_rf"], 0, output)
+        run_baseline(CELLS, h5ad_path, unknown_path, 0, baseline("pca_rf", SETTINGS["pca_rf"]), 0, output)
     one_label = folds.assign(label="alpha")
     one_label_path = tmp_path / "one_label.tsv"
     one_label.to_csv(one_label_path, sep="\t", index=False)
     with pytest.raises(InputError, match="fewer than two labels"):
-        run_baseline("logreg_hvg", h5ad_path, one_label_path, 0, SETTINGS["logreg_hvg"], 0, output)
+        run_baseline(CELLS, h5ad_path, one_label_path, 0, baseline("logreg_hvg", SETTINGS["logreg_hvg"]), 0, output)
     with pytest.raises(InputError, match="no fold 9"):
-        run_baseline("pca_rf", h5ad_path, folds_path, 9, SETTINGS["pca_rf"], 0, output)
-    with pytest.raises(InputError, match="unknown kind"):
-        run_baseline("svm", h5ad_path, folds_path, 0, {}, 0, output)
-    with pytest.raises(InputError, match="n_top_genes"):
-        run_baseline("logreg_hvg", h5ad_path, folds_path, 0, {"C": 1.0, "max_iter": 10}, 0, output)
+        run_baseline(CELLS, h5ad_path, folds_path, 9, baseline("pca_rf", SETTINGS["pca_rf"]), 0, output)
+    with pytest.raises(InputError, match="'gene_stats_logreg' is not a baseline of cell_classification"):
+        run_baseline(CELLS, h5ad_path, folds_path, 0, baseline("gene_stats_logreg", {"C": 1.0, "max_iter": 10}), 0,
+                     output)
     assert not output.exists()
+
+
+def test_baseline_settings_are_typed_by_kind_and_refuse_bad_keys_by_name() -> None:
+    assert baseline("logreg_hvg", SETTINGS["logreg_hvg"]).options.n_top_genes == 40
+    with pytest.raises(InputError, match="'svm' is not a baseline"):
+        baseline("svm", {})
+    with pytest.raises(InputError, match=r"options\.n_top_genes.*is missing from HvgLogisticSettings"):
+        baseline("logreg_hvg", {"C": 1.0, "max_iter": 10})
+    with pytest.raises(InputError, match=r"--settings\.options\.n_estimator.*is not a setting of PcaForestSettings"):
+        BaselineSettings.from_json('{"kind": "pca_rf", "options": {"n_components": 5, "n_estimator": 5}}', "--settings")
+    with pytest.raises(InputError, match=r"settings\.method.*is not a setting of BaselineSettings"):
+        BaselineSettings.from_config({"kind": "pca_rf", "options": SETTINGS["pca_rf"], "method": "x"})

@@ -40,7 +40,7 @@ NOT_IN_JOBS = {
 # Direct dependencies of the Snakemake process itself, not of jobs.
 DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
 # Commands whose jobs import torch (checks: when the run starts from a given checkpoint).
-MODEL_COMMANDS = {"check", "pretrain", "finetune", "finetune-genes", "quantize", "quantization-table",
+MODEL_COMMANDS = {"check", "pretrain", "finetune", "quantize", "quantization-table",
                   "embeddings", "pca-embedding", "score-embeddings", "perturb", "perturbation-truth"}
 
 
@@ -305,7 +305,7 @@ def test_import_analysis_finds_torch_in_exactly_the_model_commands():
     its rules to the torch env, and this names the command."""
     assert {command for command in COMMANDS if command_needs(command) & {"torch", "transformers"}} == MODEL_COMMANDS
     assert {"torch", "transformers", "safetensors", "torchao"} <= command_needs("quantize")
-    assert "scanpy" in command_needs("baseline") and "torch" not in command_needs("gene-baseline")
+    assert "scanpy" in command_needs("baseline") and "torch" not in command_needs("baseline")
     for module, top in NOT_IN_JOBS:  # each exemption still names a real import
         assert top in module_imports(module)[1], (module, top)
 
@@ -349,7 +349,7 @@ def test_the_checker_catches_a_model_command_in_the_data_env(tmp_path):
         "    conda:\n        DATA_ENV\n"
         "    params:\n"
         "        command=lambda wildcards, input: (\n"
-        "            f\"finetune-genes --cells-tsv {input.cells}\" if is_gene_task(wildcards) else \"finetune\"\n"
+        "            f\"embeddings --cells-tsv {input.cells}\" if is_gene_task(wildcards) else \"finetune\"\n"
         "        ),\n"
         "        seed=1,\n"
         "    shell:\n        \"python -m workflow_scripts {params.command} --seed {params.seed}\"\n\n\n"
@@ -358,7 +358,7 @@ def test_the_checker_catches_a_model_command_in_the_data_env(tmp_path):
         "    shell:\n        \"python -m workflow_scripts medians --h5ad-path x.h5ad\"\n"
     )
     environments = rule_environments(tmp_path / "rules")
-    assert environments["train"] == ((tmp_path / "envs" / "data.yaml").resolve(), {"finetune", "finetune-genes"})
+    assert environments["train"] == ((tmp_path / "envs" / "data.yaml").resolve(), {"finetune", "embeddings"})
     assert environments["count"][1] == {"medians"}
     missing = missing_packages(tmp_path / "rules")
     assert set(missing) == {"train"} and {"torch", "transformers"} <= missing["train"]

@@ -1,22 +1,26 @@
 """Fine-tuning strategies: upsampling inside training folds only, LP-FT phases, a real fold run."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import DEFAULT_CONFIG_PATH
 
-from workflow_scripts.core.folds import make_folds
+from workflow_scripts.core.batching import RaggedTokens
+from workflow_scripts.core.config import load_config, method_settings
+from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import (
     classifier,
     freeze,
     geneformer_config,
     new_masked_lm,
 )
-from workflow_scripts.finetune.finetuning import (
-    finetune_fold,
-    head_only_schedule,
-    upsample_rare_classes,
-)
+from workflow_scripts.core.tasks import CellFold, ExperimentSettings
+from workflow_scripts.finetune.finetuning import finetune_fold, head_only_schedule
+from workflow_scripts.finetune.settings import FinetuningSettings
+from workflow_scripts.preflight.folds import make_folds
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
@@ -26,13 +30,16 @@ MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, interme
 SETTINGS = dict(epochs=3, batch_size=16, eval_batch_size=32, learning_rate=1e-3, lr_scheduler="linear",
                 warmup_steps=2, weight_decay=0.001, max_grad_norm=1.0, freeze_layers=0, freeze_embeddings=False,
                 loss="cross_entropy", focal_gamma=2.0, focal_alpha=None, upsample=False, upsample_fraction=0.5,
-                head_only_epochs=0, init="pretrained")
+                head_only_epochs=0, init="pretrained", checkpoint_every_steps=0)
 
 
 def test_upsampling_adds_only_training_cells_of_rare_classes():
     labels_by_row = np.array([0] * 40 + [1] * 8 + [2] * 2 + [0] * 10 + [1] * 10)
     train_rows = np.arange(50)  # rows 50.. are the held-out fold
-    upsampled = upsample_rare_classes(train_rows, labels_by_row, 0.5, seed=0)
+    tokens = RaggedTokens(np.zeros(0, dtype=np.int64), np.zeros(71, dtype=np.int64))
+    fold = CellFold(tokens, np.arange(70).astype(str), ["x", "y", "z"], train_rows, np.arange(50, 70),
+                    labels_by_row, labels_by_row)
+    upsampled = fold.upsampled(0.5, seed=0).train_rows
     assert set(upsampled) <= set(train_rows)  # nothing from the held-out fold
     counts = np.bincount(labels_by_row[upsampled])
     assert counts.tolist() == [40, 20, 20]
@@ -78,12 +85,15 @@ def test_finetune_fold_end_to_end(tmp_path, labelled_h5ad, checkpoint):
     vocabulary = pd.read_csv(tokens, sep="\t")
     new_masked_lm(geneformer_config(MODEL, vocab_size=len(vocabulary), model_input_size=32), 0).save_pretrained(checkpoint)
     tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", 32, False, 100, ["cell_type"], 50)
-    make_folds(labelled_h5ad, "cell_type", 3, 0, tmp_path / "folds.tsv")
-    settings = {**SETTINGS, "epochs": 8, "learning_rate": 3e-3, "loss": "focal", "focal_alpha": "balanced",
-                "upsample": True, "head_only_epochs": 1}
+    experiment = ExperimentSettings.from_config(dict(
+        dataset="labelled", task="cell_classification", label_column="cell_type", gene_labels=None, n_cells=None,
+        test_cell_fraction=0.3, min_cells_per_gene=5, group_column=None, split="stratified", n_folds=3, subset={}))
+    make_folds(experiment, 0, tmp_path / "folds.tsv", h5ad_path=labelled_h5ad)
+    settings = FinetuningSettings.from_config({**SETTINGS, "epochs": 8, "learning_rate": 3e-3, "loss": "focal",
+                                               "focal_alpha": "balanced", "upsample": True, "head_only_epochs": 1})
     out = tmp_path / "fold"
-    finetune_fold(tmp_path / "tok.dataset", tmp_path / "folds.tsv", 1, checkpoint, settings, 0, 1,
-                  out / "predictions.tsv", out / "log.tsv", out / "model")
+    finetune_fold("cell_classification", tmp_path / "tok.dataset", tmp_path / "folds.tsv", 1, checkpoint, settings, 0,
+                  1, out / "predictions.tsv", out / "log.tsv", out / "model")
     predictions = pd.read_csv(out / "predictions.tsv", sep="\t")
     folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t")
     assert set(predictions["cell_id"]) == set(folds.loc[folds["fold"] == 1, "cell_id"])
@@ -93,3 +103,18 @@ def test_finetune_fold_end_to_end(tmp_path, labelled_h5ad, checkpoint):
     log = pd.read_csv(out / "log.tsv", sep="\t")
     assert log["epoch"].max() == 8 and log["loss"].notna().all()
     assert (out / "model" / "model.safetensors").exists()
+
+
+def test_every_configured_method_parses_as_finetuning_settings():
+    config = load_config(DEFAULT_CONFIG_PATH)
+    methods = [(name, method) for name, entry in config["experiments"].items()
+               for method, settings in entry["methods"].items() if settings["kind"] == "finetune"]
+    assert methods
+    for name, method in methods:
+        merged = method_settings(config, name, method)["finetuning"]
+        assert FinetuningSettings.from_config(merged).as_dict() == merged  # what training fingerprints, unchanged
+
+
+def test_a_misspelt_finetuning_key_is_refused_by_name():
+    with pytest.raises(InputError, match=r"--settings\.learning_rat.*not a setting of FinetuningSettings"):
+        FinetuningSettings.from_json(json.dumps({**SETTINGS, "learning_rat": 1e-3}), where="--settings")

@@ -8,23 +8,26 @@ import pytest
 
 from workflow_scripts.baselines.classifiers import (
     gene_expression_statistics,
-    run_gene_baseline,
+    run_baseline,
 )
+from workflow_scripts.baselines.settings import BaselineSettings
 from workflow_scripts.core.batching import RaggedTokens
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.genes import (
     IGNORE_INDEX,
     labelled_positions,
     labels_in_vocabulary,
-    make_gene_folds,
     read_gene_labels,
     rows_with_labels,
     split_cells,
     token_label_lookup,
 )
 from workflow_scripts.core.model import geneformer_config, new_masked_lm
-from workflow_scripts.finetune.finetuning import finetune_gene_fold
+from workflow_scripts.core.tasks import ExperimentSettings, GeneTask
+from workflow_scripts.finetune.finetuning import finetune_fold
+from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.preflight.checks import check_experiment
+from workflow_scripts.preflight.folds import make_folds
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
@@ -33,7 +36,20 @@ MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, interme
 SETTINGS = dict(epochs=2, batch_size=16, eval_batch_size=32, learning_rate=1e-3, lr_scheduler="linear",
                 warmup_steps=2, weight_decay=0.001, max_grad_norm=1.0, freeze_layers=2, freeze_embeddings=False,
                 loss="focal", focal_gamma=2.0, focal_alpha="balanced", upsample=False, upsample_fraction=0.5,
-                head_only_epochs=0, init="pretrained")
+                head_only_epochs=0, init="pretrained", checkpoint_every_steps=0)
+GENE_EXPERIMENT = dict(dataset="labelled", task="gene_classification", label_column=None, gene_labels="labels.tsv",
+                       n_cells=None, test_cell_fraction=0.3, min_cells_per_gene=2, group_column=None,
+                       split="stratified", n_folds=3, subset={})
+
+
+def make_gene_folds(gene_task: dict, **changes) -> None:
+    """Gene folds of the fixture (3 folds, 30 % test cells, genes in at least 2 cells of each role,
+    at least 3 genes per class), written to its directory."""
+    directory = gene_task["dir"]
+    make_folds(ExperimentSettings.from_config({**GENE_EXPERIMENT, **changes}), 0, directory / "folds.tsv",
+               gene_labels_tsv=gene_task["labels"], tokenized_dir=gene_task["tokenized"],
+               token_dictionary_tsv=gene_task["tokens"], min_genes_per_class=3,
+               output_cells_tsv=directory / "cells.tsv")
 
 
 def ragged(cells: list[list[int]]) -> RaggedTokens:
@@ -122,8 +138,7 @@ def gene_task(tmp_path, labelled_h5ad):
 
 def test_gene_folds_split_genes_and_cells(gene_task):
     directory = gene_task["dir"]
-    make_gene_folds(gene_task["labels"], gene_task["tokenized"], gene_task["tokens"], 3, 0, 0.3, 2, 3,
-                    directory / "folds.tsv", directory / "cells.tsv", n_cells=200)
+    make_gene_folds(gene_task, n_cells=200)
     folds = pd.read_csv(directory / "folds.tsv", sep="\t")
     cells = pd.read_csv(directory / "cells.tsv", sep="\t")
     assert "ENSG_NOT_REAL" not in set(folds["ensembl_id"]) and not folds["ensembl_id"].duplicated().any()
@@ -134,17 +149,18 @@ def test_gene_folds_split_genes_and_cells(gene_task):
 
 def test_gene_fold_finetune_and_baseline_score_only_held_out_genes_in_test_cells(gene_task):
     directory = gene_task["dir"]
-    make_gene_folds(gene_task["labels"], gene_task["tokenized"], gene_task["tokens"], 3, 0, 0.3, 2, 3,
-                    directory / "folds.tsv", directory / "cells.tsv")
+    make_gene_folds(gene_task)
     folds = pd.read_csv(directory / "folds.tsv", sep="\t")
     cells = pd.read_csv(directory / "cells.tsv", sep="\t")
     held_out = set(folds.loc[folds["fold"] == 1, "ensembl_id"])
     test_cells = set(cells.loc[cells["role"] == "test", "cell_id"])
     out = directory / "fold_1"
-    finetune_gene_fold(gene_task["tokenized"], directory / "folds.tsv", directory / "cells.tsv", 1,
-                       gene_task["checkpoint"], SETTINGS, 0, 1, out / "predictions.tsv", out / "log.tsv", out / "model")
-    run_gene_baseline("gene_stats_logreg", gene_task["h5ad"], gene_task["tokenized"], directory / "folds.tsv",
-                      directory / "cells.tsv", 1, {"C": 1.0, "max_iter": 500}, 0, out / "baseline.tsv")
+    finetune_fold("gene_classification", gene_task["tokenized"], directory / "folds.tsv", 1, gene_task["checkpoint"],
+                  FinetuningSettings.from_config(SETTINGS), 0, 1, out / "predictions.tsv", out / "log.tsv",
+                  out / "model", cells_tsv=directory / "cells.tsv")
+    stats_logreg = BaselineSettings.from_config({"kind": "gene_stats_logreg", "options": {"C": 1.0, "max_iter": 500}})
+    run_baseline("gene_classification", gene_task["h5ad"], directory / "folds.tsv", 1, stats_logreg, 0,
+                 out / "baseline.tsv", tokenized_dir=gene_task["tokenized"], cells_tsv=directory / "cells.tsv")
     finetuned = pd.read_csv(out / "predictions.tsv", sep="\t")
     baseline = pd.read_csv(out / "baseline.tsv", sep="\t")
     for predictions in (finetuned, baseline):
@@ -158,6 +174,18 @@ def test_gene_fold_finetune_and_baseline_score_only_held_out_genes_in_test_cells
     assert len(finetuned) == folds.loc[folds["fold"] == 1, "n_test_cells"].sum()  # every held-out token, once
     assert (out / "model" / "config.json").exists()
     assert pd.read_csv(out / "log.tsv", sep="\t")["epoch"].max() == 2
+
+
+def test_a_gene_fold_needs_cells_tsv_and_cannot_be_upsampled(gene_task):
+    directory = gene_task["dir"]
+    make_gene_folds(gene_task)
+    with pytest.raises(InputError, match="--cells-tsv.*needed by a gene_classification task"):
+        GeneTask().fold(gene_task["tokenized"], directory / "folds.tsv", 0, None)
+    fold = GeneTask().fold(gene_task["tokenized"], directory / "folds.tsv", 0, directory / "cells.tsv")
+    with pytest.raises(InputError, match="upsample"):
+        fold.upsampled(0.5, seed=0)
+    labelled = fold.train_targets[fold.tokens.subset(fold.train_rows).values]
+    assert np.array_equal(fold.training_labels(), labelled[labelled != IGNORE_INDEX])
 
 
 def test_gene_preflight_reports_absent_genes_and_stops_on_too_few(gene_task):

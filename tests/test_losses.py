@@ -5,7 +5,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import DEFAULT_CONFIG_PATH
 
+from workflow_scripts.core.config import load_config
 from workflow_scripts.finetune.losses import (
     bce_loss,
     class_weights,
@@ -13,7 +15,9 @@ from workflow_scripts.finetune.losses import (
     focal_loss,
     make_loss,
 )
+from workflow_scripts.finetune.settings import FinetuningSettings
 
+FINETUNING = load_config(DEFAULT_CONFIG_PATH)["finetuning"]
 LOGITS = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
 TARGETS = torch.tensor([0, 2])
 
@@ -65,7 +69,8 @@ def test_balanced_class_weights_inverse_frequency():
 
 
 def test_make_loss_dispatch():
-    settings = {"loss": "focal", "focal_gamma": 2.0, "focal_alpha": 0.5}
+    settings = FinetuningSettings.from_config({**FINETUNING, "loss": "focal", "focal_gamma": 2.0, "focal_alpha": 0.5})
     loss = make_loss(settings, np.array([0, 1, 2]), 3)
     assert loss(LOGITS, TARGETS).item() == pytest.approx(0.5 * focal_loss(LOGITS, TARGETS, 2.0, None).item())
-    assert make_loss({"loss": "dice"}, np.array([0]), 3) is dice_loss
+    dice = FinetuningSettings.from_config({**FINETUNING, "loss": "dice"})
+    assert make_loss(dice, np.array([0]), 3) is dice_loss

@@ -20,6 +20,7 @@ from workflow_scripts.core.encoder import token_states
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import geneformer_config, new_masked_lm
 from workflow_scripts.finetune.finetuning import fine_tune, save_model
+from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.perturb.figures import plot_perturbation
 from workflow_scripts.perturb.perturbation import (
     delete_tokens,
@@ -437,7 +438,7 @@ def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypa
         return torch.nn.functional.cross_entropy(logits, labels[rows])
 
     model = fine_tune("sequence", tmp_path / "init", ["NF", "DCM"], tokens, np.flatnonzero(disease != "HCM"),
-                      loss_of_batch, settings, 0, torch.device("cpu"), None)
+                      loss_of_batch, FinetuningSettings.from_config(settings), 0, torch.device("cpu"), None)
     save_model(model, tmp_path / "model")
 
     perturbation = PerturbationSettings.from_config({

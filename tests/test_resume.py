@@ -26,6 +26,7 @@ from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import geneformer_config, new_masked_lm
 from workflow_scripts.core.training import CHECKPOINT_FILE, resume_dir_of, train
 from workflow_scripts.finetune.finetuning import finetune_fold
+from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.pretrain.pretraining import pretrain_model
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)  # the schema's and config.yaml's settings, with the test's sizes below
@@ -95,7 +96,7 @@ def cells(tmp_path):
 
 def killed_finetuning(cells, out, settings, kill_at_step):
     """`python -m workflow_scripts finetune ...` in a child process that SIGKILLs itself after a step."""
-    arguments = ["finetune", "--tokenized-dir", str(cells / "cells.dataset"), "--folds-tsv", str(cells / "folds.tsv"),
+    arguments = ["finetune", "--task", "cell_classification", "--tokenized-dir", str(cells / "cells.dataset"), "--folds-tsv", str(cells / "folds.tsv"),
                  "--fold", "0", "--checkpoint", str(cells / "checkpoint"), "--settings", json.dumps(settings),
                  "--seed", "0", "--threads", "1", "--output-predictions", str(out / "predictions.tsv"),
                  "--output-log", str(out / "training_log.tsv"), "--output-model", str(out / "model")]
@@ -104,8 +105,9 @@ def killed_finetuning(cells, out, settings, kill_at_step):
 
 
 def finetune(cells, out, settings):
-    finetune_fold(cells / "cells.dataset", cells / "folds.tsv", 0, cells / "checkpoint", settings, 0, 1,
-                  out / "predictions.tsv", out / "training_log.tsv", out / "model")
+    finetune_fold("cell_classification", cells / "cells.dataset", cells / "folds.tsv", 0, cells / "checkpoint",
+                  FinetuningSettings.from_config(settings), 0, 1, out / "predictions.tsv", out / "training_log.tsv",
+                  out / "model")
 
 
 def output_bytes(out, names):

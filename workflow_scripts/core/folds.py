@@ -1,7 +1,8 @@
-"""Cross-validation folds, fixed by seed and written once per experiment so every method sees the same split.
+"""Cross-validation folds, fixed by seed and written once per experiment so every method sees the same
+split (the tasks, core/tasks.py, make them).
 
-anndata and scikit-learn are imported where folds are made, not at module import: every
-fine-tuning job imports this module only to read folds.tsv, and saves a second of start-up.
+scikit-learn is imported where folds are assigned, not at module import: every fine-tuning job
+imports this module only to read folds.tsv, and saves a second of start-up.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .outputs import write_tsv
 
 FOLDS_COLUMNS = ("label", "fold")  # besides the id column: cell_id, or ensembl_id for gene folds
 
@@ -51,28 +51,6 @@ def select_cells(obs: pd.DataFrame, subset: dict[str, list], source: str) -> pd.
                              f"choose among {sorted(present.unique())}")
         keep &= present.isin(wanted).to_numpy()
     return obs[keep]
-
-
-def make_folds(h5ad_path: str | Path, label_column: str, n_folds: int, seed: int,
-               output_tsv: str | Path, group_column: str | None = None, subset: dict[str, list] | None = None
-               ) -> None:
-    """Write folds.tsv (cell_id, label, [group,] fold) for one experiment's cells."""
-    import anndata as ad
-
-    obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, subset or {}, str(h5ad_path))
-    labels = obs[label_column].astype(str).to_numpy()
-    groups = obs[group_column].astype(str).to_numpy() if group_column else None
-    if groups is not None and len(np.unique(groups)) < n_folds:
-        raise InputError(
-            f"{h5ad_path}: obs['{group_column}']",
-            f"{len(np.unique(groups))} groups for {n_folds} grouped folds",
-            "lower n_folds or use split: stratified",
-        )
-    folds = assign_folds(labels, n_folds, seed, groups)
-    table = pd.DataFrame({"cell_id": obs.index.astype(str), "label": labels, "fold": folds})
-    if groups is not None:
-        table.insert(2, "group", groups)
-    write_tsv(table, output_tsv)
 
 
 def read_folds(folds_tsv: str | Path, id_column: str = "cell_id") -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Gene classification (dosage sensitivity): the gene label file, folds over genes, held-out cells,
-and the token labels BertForTokenClassification trains on.
+"""Gene classification's pieces (the task itself is core/tasks.py::GeneTask): the gene label file,
+held-out cells, and the token labels BertForTokenClassification trains on.
 
 As in Geneformer's gene classifier, folds split the labelled genes (stratified by class), never
 the cells: a gene's label is seen in training or in testing, not both. Beyond the reference, the
@@ -15,11 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .batching import RaggedTokens, dataset_rows, load_tokenized
-from .dictionaries import load_token_dictionary
+from .batching import RaggedTokens, dataset_rows
 from .errors import InputError
-from .folds import assign_folds
-from .outputs import write_tsv
 
 IGNORE_INDEX = -100  # positions without a label, skipped by the loss (Hugging Face's convention)
 GENE_LABEL_COLUMNS = ("ensembl_id", "label")
@@ -84,39 +81,6 @@ def split_cells(n_cells_available: int, n_cells: int | None, test_fraction: floa
 def cells_holding_each_token(tokens: RaggedTokens, rows: np.ndarray, vocab_size: int) -> np.ndarray:
     """Per token id, the number of the given cells whose encoding holds it (a gene occurs once per cell)."""
     return np.bincount(tokens.subset(rows).values, minlength=vocab_size)
-
-
-def make_gene_folds(gene_labels_tsv: str | Path, tokenized_dir: str | Path, token_dictionary_tsv: str | Path,
-                    n_folds: int, seed: int, test_cell_fraction: float, min_cells_per_gene: int,
-                    min_genes_per_class: int, output_folds_tsv: str | Path, output_cells_tsv: str | Path,
-                    n_cells: int | None = None) -> None:
-    """Write folds.tsv (ensembl_id, token_id, label, fold, cell counts) and cells.tsv (cell_id, role).
-
-    A labelled gene is kept only if it occurs in at least `min_cells_per_gene` training cells and as
-    many test cells: a gene absent from the encodings can be neither learned nor scored.
-    """
-    tokens_by_gene = load_token_dictionary(str(token_dictionary_tsv))
-    minimum = max(n_folds, min_genes_per_class)
-    labels, _ = labels_in_vocabulary(read_gene_labels(gene_labels_tsv), tokens_by_gene, str(gene_labels_tsv), minimum)
-    tokens, dataset = load_tokenized(tokenized_dir)
-    train_rows, test_rows = split_cells(len(tokens), n_cells, test_cell_fraction, seed)
-    vocab_size = max(tokens_by_gene.values()) + 1
-    labels["token_id"] = labels["ensembl_id"].map(tokens_by_gene).astype(np.int64)
-    labels["n_train_cells"] = cells_holding_each_token(tokens, train_rows, vocab_size)[labels["token_id"]]
-    labels["n_test_cells"] = cells_holding_each_token(tokens, test_rows, vocab_size)[labels["token_id"]]
-    present = (labels["n_train_cells"] >= min_cells_per_gene) & (labels["n_test_cells"] >= min_cells_per_gene)
-    require_genes_per_class(
-        labels[present], minimum, str(gene_labels_tsv),
-        f"{int((~present).sum())} of {len(labels)} labelled genes occur in fewer than {min_cells_per_gene} "
-        f"training or test cells of {tokenized_dir}",
-    )
-    genes = labels[present].sort_values("ensembl_id", ignore_index=True)
-    genes["fold"] = assign_folds(genes["label"].to_numpy(), n_folds, seed)
-    write_tsv(genes[["ensembl_id", "token_id", "label", "fold", "n_train_cells", "n_test_cells"]], output_folds_tsv)
-    cell_ids = np.asarray(dataset["cell_id"])
-    cells = pd.DataFrame({"cell_id": np.concatenate([cell_ids[train_rows], cell_ids[test_rows]]),
-                          "role": ["train"] * len(train_rows) + ["test"] * len(test_rows)})
-    write_tsv(cells, output_cells_tsv)
 
 
 def read_cell_roles(cells_tsv: str | Path, cell_ids: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,54 +1,43 @@
-"""Fine-tuning of one cross-validation fold.
+"""Fine-tuning of one cross-validation fold, for any task (core/tasks.py).
 
-Cell tasks: BertForSequenceClassification on the training folds' cells, per-cell class
-probabilities on the held-out fold. Gene tasks: BertForTokenClassification with labels on the
-training folds' gene tokens of the training cells, probabilities at every held-out gene's token
-in the test cells (see genes.py). Both share one training recipe (`fine_tune`).
+The task gives the fold: the rows trained and tested on and their targets. Its head decides the
+model: a sequence classifier (one label per cell: cell tasks) or a token classifier (labels on gene
+tokens: gene tasks, see core/genes.py), each with its batch loss and its prediction here. Both share
+one training recipe (`fine_tune`).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from ..core.batching import (
-    RaggedTokens,
-    dataset_rows,
-    inference_batches,
-    load_tokenized,
-)
+from ..core.batching import RaggedTokens, inference_batches
 from ..core.devices import distributed_context
 from ..core.errors import InputError
-from ..core.folds import class_order, read_folds
-from ..core.genes import (
-    IGNORE_INDEX,
-    labelled_positions,
-    read_cell_roles,
-    rows_with_labels,
-    token_label_lookup,
-)
+from ..core.genes import IGNORE_INDEX
 from ..core.model import autocast, classifier, freeze, pick_device
-from ..core.outputs import atomic_path, predictions_table, write_tsv
+from ..core.outputs import atomic_path, write_tsv
+from ..core.tasks import Fold, task_named
 from ..core.training import BatchLoss, discard_checkpoints, resume_dir_of, train
-from .losses import make_loss
+from .losses import Loss, make_loss
+from .settings import FinetuningSettings
 
 log = logging.getLogger(__name__)
 
 
 def fine_tune(head: str, checkpoint: str | Path, classes: list[str], tokens: RaggedTokens, train_rows: np.ndarray,
-              loss_of_batch: BatchLoss, settings: dict[str, Any], seed: int, device: torch.device,
+              loss_of_batch: BatchLoss, settings: FinetuningSettings, seed: int, device: torch.device,
               output_log: str | Path, resume_dir: str | Path | None = None) -> torch.nn.Module:
     """The shared recipe: classifier from the checkpoint (or random), layers frozen, head-only epochs;
     training checkpoints in `resume_dir` (see training.train)."""
-    model = classifier(checkpoint, head, len(classes), dict(enumerate(classes)), settings["init"], seed)
-    freeze(model, settings["freeze_layers"], settings["freeze_embeddings"])
-    train(model, tokens, train_rows, loss_of_batch, settings, seed, device, output_log,
-          before_epoch=head_only_schedule(model, settings["head_only_epochs"]), resume_dir=resume_dir)
+    model = classifier(checkpoint, head, len(classes), dict(enumerate(classes)), settings.init, seed)
+    freeze(model, settings.freeze_layers, settings.freeze_embeddings)
+    # the training loop, shared with pretraining, reads (and fingerprints for resuming) plain settings
+    train(model, tokens, train_rows, loss_of_batch, settings.as_dict(), seed, device, output_log,
+          before_epoch=head_only_schedule(model, settings.head_only_epochs), resume_dir=resume_dir)
     return model
 
 
@@ -57,124 +46,45 @@ def save_model(model: torch.nn.Module, output_model: str | Path) -> None:
         model.save_pretrained(temporary, safe_serialization=True)
 
 
-def finetune_fold(tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, checkpoint: str | Path,
-                  settings: dict[str, Any], seed: int, threads: int, output_predictions: str | Path,
-                  output_log: str | Path, output_model: str | Path, gpus: int | None = None) -> None:
-    """Cell task: train on every fold but `fold`, predict `fold`, save the model, predictions and step log.
+def finetune_fold(task: str, tokenized_dir: str | Path, folds_tsv: str | Path, fold: int, checkpoint: str | Path,
+                  settings: FinetuningSettings, seed: int, threads: int, output_predictions: str | Path,
+                  output_log: str | Path, output_model: str | Path, cells_tsv: str | Path | None = None,
+                  gpus: int | None = None) -> None:
+    """Train on every fold but `fold`, predict `fold`, save the model, predictions and step log.
+    `task`: the experiment's task (core/tasks.py), which gives the fold's rows and targets and the
+    head; `cells_tsv`: a gene task's cell roles (written with its folds).
 
     `gpus`: the GPUs the job reserved (see model.pick_device). Under torchrun every process trains;
     rank 0 alone predicts and writes. Training checkpoints wait in OUTPUT_MODEL.resume until the
     outputs are written, so that a killed job resumes when rerun."""
     torch.set_num_threads(threads)
-    tokens, dataset = load_tokenized(tokenized_dir)
-    folds = read_folds(folds_tsv)
-    classes = class_order(folds)
-    rows = dataset_rows(dataset["cell_id"], folds["cell_id"], str(folds_tsv),
-                        f"re-run tokenization of {tokenized_dir} for this dataset")
-    label_ids = folds["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
-    labels_by_row = np.full(len(tokens), -1, dtype=np.int64)
-    labels_by_row[rows] = label_ids
-    train_rows = rows[folds["fold"].to_numpy() != fold]
-    test_rows = rows[folds["fold"].to_numpy() == fold]
-    if settings["upsample"]:
-        train_rows = upsample_rare_classes(train_rows, labels_by_row, settings["upsample_fraction"], seed)
-
+    experiment_task = task_named(task)
+    head = HEADS[experiment_task.head]
+    data = experiment_task.fold(tokenized_dir, folds_tsv, fold, cells_tsv)
+    check_vocabulary(checkpoint, data.tokens)
+    if settings.upsample:
+        data = data.upsampled(settings.upsample_fraction, seed)
     device = pick_device(gpus)
-    labels_tensor = torch.from_numpy(labels_by_row)
-    loss_function = make_loss(settings, labels_by_row[train_rows], len(classes))
-
-    def loss_of_batch(net, input_ids, attention_mask, batch_rows):
-        logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
-        return loss_function(logits.float(), labels_tensor[batch_rows].to(logits.device))
-
+    loss_of_batch = head.loss_of_batch(data, make_loss(settings, data.training_labels(), len(data.classes)))
     with distributed_context(device) as context:
-        model = fine_tune("sequence", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
-                          output_log, resume_dir_of(output_model))
+        model = fine_tune(experiment_task.head, checkpoint, data.classes, data.tokens, data.train_rows, loss_of_batch,
+                          settings, seed, device, output_log, resume_dir_of(output_model))
     if not context.is_main:
         return
-    probabilities = predict_probabilities(model, tokens, test_rows, settings["eval_batch_size"], device)
-    ids = {"cell_id": np.asarray(dataset["cell_id"])[test_rows]}
-    true_labels = np.asarray(classes, dtype=object)[labels_by_row[test_rows]]
-    write_tsv(predictions_table(ids, true_labels, classes, probabilities), output_predictions,
-              float_format="%.6g")
+    rows, token_ids, probabilities = head.predict(model, data, settings.eval_batch_size, device)
+    write_tsv(data.predictions(rows, token_ids, probabilities), output_predictions, float_format="%.6g")
     save_model(model, output_model)
     discard_checkpoints(resume_dir_of(output_model))
 
 
-def finetune_gene_fold(tokenized_dir: str | Path, folds_tsv: str | Path, cells_tsv: str | Path, fold: int,
-                       checkpoint: str | Path, settings: dict[str, Any], seed: int, threads: int,
-                       output_predictions: str | Path, output_log: str | Path, output_model: str | Path,
-                       gpus: int | None = None) -> None:
-    """Gene task: label the training genes' tokens in the training cells, train a token classifier,
-    and predict every held-out gene's token in the test cells (one predictions.tsv row per token).
-    `gpus` and several processes as in finetune_fold."""
-    if settings["upsample"]:
-        raise InputError("finetuning.upsample", "is not defined for gene classification (it resamples cells)",
-                         "set upsample: false; use focal_alpha: balanced to weight rare gene classes")
-    torch.set_num_threads(threads)
-    tokens, dataset = load_tokenized(tokenized_dir)
-    genes = read_folds(folds_tsv, id_column="ensembl_id")
-    classes = class_order(genes)
-    label_ids = genes["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
-    token_ids = genes["token_id"].to_numpy(dtype=np.int64)
-    in_training = genes["fold"].to_numpy() != fold
-    device = pick_device(gpus)
-    vocab_size = classifier_vocab_size(checkpoint, token_ids)
-    train_lookup = token_label_lookup(token_ids[in_training], label_ids[in_training], vocab_size)
-    test_lookup = token_label_lookup(token_ids[~in_training], label_ids[~in_training], vocab_size)
-    roles = read_cell_roles(cells_tsv, np.asarray(dataset["cell_id"]))
-    train_rows = rows_with_labels(tokens, roles["train"], train_lookup)
-    test_rows = rows_with_labels(tokens, roles["test"], test_lookup)
-    _, train_token_ids = labelled_positions(tokens, train_rows, train_lookup)
-    loss_function = make_loss(settings, train_lookup[train_token_ids], len(classes))
-    lookup_tensor = torch.from_numpy(train_lookup)
-
-    def loss_of_batch(net, input_ids, attention_mask, batch_rows):
-        logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
-        labels = lookup_tensor.to(logits.device)[input_ids]
-        labelled = labels != IGNORE_INDEX
-        return loss_function(logits[labelled].float(), labels[labelled])
-
-    log.info("fold %d: %d training genes in %d training cells, %d held-out genes in %d test cells", fold,
-             int(in_training.sum()), len(train_rows), int((~in_training).sum()), len(test_rows))
-    with distributed_context(device) as context:
-        model = fine_tune("token", checkpoint, classes, tokens, train_rows, loss_of_batch, settings, seed, device,
-                          output_log, resume_dir_of(output_model))
-    if not context.is_main:
-        return
-    rows, predicted_tokens, probabilities = predict_token_probabilities(
-        model, tokens, test_rows, test_lookup, settings["eval_batch_size"], device
-    )
-    gene_of_token = pd.Series(genes["ensembl_id"].to_numpy(), index=token_ids)
-    ids = {"cell_id": np.asarray(dataset["cell_id"])[rows], "ensembl_id": gene_of_token.loc[predicted_tokens].to_numpy()}
-    true_labels = np.asarray(classes, dtype=object)[test_lookup[predicted_tokens]]
-    write_tsv(predictions_table(ids, true_labels, classes, probabilities), output_predictions,
-              float_format="%.6g")
-    save_model(model, output_model)
-    discard_checkpoints(resume_dir_of(output_model))
-
-
-def classifier_vocab_size(checkpoint: str | Path, token_ids: np.ndarray) -> int:
-    """The checkpoint's vocabulary size, checked to cover the labelled genes' token ids."""
+def check_vocabulary(checkpoint: str | Path, tokens: RaggedTokens) -> None:
+    """The checkpoint's vocabulary must cover the dataset's token ids."""
     from transformers import AutoConfig
 
     vocab_size = AutoConfig.from_pretrained(checkpoint).vocab_size
-    if len(token_ids) and token_ids.max() >= vocab_size:
-        raise InputError(str(checkpoint), f"vocabulary of {vocab_size} tokens lacks token id {int(token_ids.max())}",
+    if len(tokens.values) and tokens.values.max() >= vocab_size:
+        raise InputError(str(checkpoint), f"vocabulary of {vocab_size} tokens lacks token id {int(tokens.values.max())}",
                          "use the token dictionary the checkpoint was trained with")
-    return vocab_size
-
-
-def upsample_rare_classes(train_rows: np.ndarray, labels_by_row: np.ndarray, fraction: float, seed: int
-                          ) -> np.ndarray:
-    """Add resampled training cells (with replacement) until each class has `fraction` x the largest."""
-    labels = labels_by_row[train_rows]
-    counts = np.bincount(labels)
-    target = int(np.ceil(fraction * counts.max()))
-    rng = np.random.default_rng(seed)
-    extra = [rng.choice(train_rows[labels == label], target - count)
-             for label, count in enumerate(counts) if 0 < count < target]
-    return np.concatenate([train_rows, *extra])
 
 
 def head_only_schedule(model: torch.nn.Module, head_only_epochs: int):
@@ -225,3 +135,49 @@ def predict_token_probabilities(model: torch.nn.Module, tokens: RaggedTokens, ro
         out_rows.append(rows[batch][np.nonzero(labelled)[0]])
         out_tokens.append(input_ids.numpy()[labelled])
     return np.concatenate(out_rows), np.concatenate(out_tokens), np.concatenate(out_probabilities)
+
+
+class SequenceHead:
+    """One label per cell (BertForSequenceClassification): a fold's targets are class ids by row."""
+
+    @staticmethod
+    def loss_of_batch(fold: Fold, loss_function: Loss) -> BatchLoss:
+        labels_by_row = torch.from_numpy(fold.train_targets)
+
+        def loss_of_batch(net, input_ids, attention_mask, batch_rows):
+            logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
+            return loss_function(logits.float(), labels_by_row[batch_rows].to(logits.device))
+
+        return loss_of_batch
+
+    @staticmethod
+    def predict(model: torch.nn.Module, fold: Fold, batch_size: int, device: torch.device
+                ) -> tuple[np.ndarray, None, np.ndarray]:
+        """(test rows, no token ids, probabilities per test row)."""
+        return fold.test_rows, None, predict_probabilities(model, fold.tokens, fold.test_rows, batch_size, device)
+
+
+class TokenHead:
+    """Labels on gene tokens (BertForTokenClassification): a fold's targets are class ids by token id,
+    IGNORE_INDEX on every token without a label, which the loss skips."""
+
+    @staticmethod
+    def loss_of_batch(fold: Fold, loss_function: Loss) -> BatchLoss:
+        lookup = torch.from_numpy(fold.train_targets)
+
+        def loss_of_batch(net, input_ids, attention_mask, batch_rows):
+            logits = net(input_ids=input_ids, attention_mask=attention_mask).logits
+            labels = lookup.to(logits.device)[input_ids]
+            labelled = labels != IGNORE_INDEX
+            return loss_function(logits[labelled].float(), labels[labelled])
+
+        return loss_of_batch
+
+    @staticmethod
+    def predict(model: torch.nn.Module, fold: Fold, batch_size: int, device: torch.device
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, token id, probabilities) at every held-out gene's token in the test rows."""
+        return predict_token_probabilities(model, fold.tokens, fold.test_rows, fold.test_targets, batch_size, device)
+
+
+HEADS: dict[str, type] = {"sequence": SequenceHead, "token": TokenHead}  # by Task.head

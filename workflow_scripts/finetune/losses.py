@@ -4,11 +4,12 @@ focal, soft Dice and one-vs-rest binary cross-entropy, all on logits of shape (b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .settings import FinetuningSettings
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,21 +44,21 @@ def class_weights(train_labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32)
 
 
-def make_loss(settings: dict[str, Any], train_labels: np.ndarray, n_classes: int) -> Loss:
-    """The loss named by settings['loss'], with focal alpha a number, 'balanced' or null."""
-    name = settings["loss"]
+def make_loss(settings: FinetuningSettings, train_labels: np.ndarray, n_classes: int) -> Loss:
+    """The loss named by settings.loss, with focal alpha a number, 'balanced' or null."""
+    name = settings.loss
     if name == "cross_entropy":
         return F.cross_entropy
     if name == "dice":
         return dice_loss
     if name == "bce":
         return bce_loss
-    alpha_setting = settings["focal_alpha"]
+    alpha_setting = settings.focal_alpha
     if alpha_setting == "balanced":
         alpha = class_weights(train_labels, n_classes)
     elif alpha_setting is None:
         alpha = None
     else:
         alpha = torch.full((n_classes,), float(alpha_setting))
-    return lambda logits, targets: focal_loss(logits, targets, settings["focal_gamma"],
+    return lambda logits, targets: focal_loss(logits, targets, settings.focal_gamma,
                                               None if alpha is None else alpha.to(logits.device))
