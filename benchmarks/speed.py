@@ -67,7 +67,9 @@ from workflow_scripts.core.dictionaries import (  # noqa: E402
     load_median_dictionary,
     load_token_dictionary,
 )
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings  # noqa: E402
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians  # noqa: E402
+from workflow_scripts.reference.settings import ReferenceSettings  # noqa: E402
 from workflow_scripts.tokenization.tokenizer import (  # noqa: E402
     gene_vocabulary,
     ordered_map,
@@ -78,6 +80,9 @@ from workflow_scripts.tokenization.tokenizer import (  # noqa: E402
 MODEL_INPUT_SIZE = 2048  # Geneformer V1: long encodings are where a per-cell loop hurts most
 CHUNK_SIZE = load_config(REPO_CONFIG).get("tokenizer")["chunk_size"]  # the embedded default's, as the workflow streams
 REFERENCE_CHUNK_SIZE = 512  # Geneformer's tokenizer normalizes 512 cells at a time
+TOKENIZER = TokenizerSettings(model_input_size=MODEL_INPUT_SIZE, special_tokens=False, chunk_size=CHUNK_SIZE)
+CHECKS = ChecksSettings(min_genes_in_vocabulary=1, min_genes_per_class=2)  # the benchmark stops on nothing
+SETTINGS_IMPORT = "from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings"  # for their reprs
 
 
 def simulated_file(directory: Path, n_cells: int) -> Path:
@@ -279,7 +284,7 @@ def measure(
     h5ad = simulated_file(work, n_cells)
     medians_tsv, token_tsv, used_tsv = work / "medians.tsv", work / "tokens.tsv", work / "used.tsv"
     median_seconds, median_results = timed_rounds({
-        "workflow": lambda: compute_gene_medians(h5ad, medians_tsv, CHUNK_SIZE),
+        "workflow": lambda: compute_gene_medians(h5ad, medians_tsv, TOKENIZER),
         "per_gene_loop": lambda: plain_medians(h5ad),
         "csr_column_loop": lambda: csr_column_medians(h5ad, column_loop_genes),
     }, rounds)
@@ -290,7 +295,8 @@ def measure(
     n_genes = anndata.read_h5ad(h5ad, backed="r").n_vars
     column_all_genes_s = median_seconds["csr_column_loop"] * n_genes / looped_genes.size  # the loop's cost is per gene
 
-    build_reference("corpus", "corpus", medians_tsv, False, token_tsv, used_tsv)
+    build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), TOKENIZER, medians_tsv, token_tsv,
+                    used_tsv)
     thread_counts = sorted({1, threads})
     approaches = {
         "per_cell_loop": lambda: plain_tokenize(h5ad, token_tsv, used_tsv),
@@ -299,8 +305,7 @@ def measure(
     }
     for count in thread_counts:
         approaches[f"step_{count}"] = partial(tokenize_dataset, h5ad, token_tsv, used_tsv,
-                                              work / f"tokens_{count}.dataset", MODEL_INPUT_SIZE, False, CHUNK_SIZE,
-                                              [], 1, count)
+                                              work / f"tokens_{count}.dataset", TOKENIZER, CHECKS, [], count)
         approaches[f"encode_{count}"] = partial(workflow_encode, h5ad, token_tsv, used_tsv, count)
     token_seconds, token_results = timed_rounds(approaches, rounds)
     plain_tokens_s, reference_tokens_s = token_seconds["per_cell_loop"], token_seconds["reference"]
@@ -349,12 +354,12 @@ def measure(
         results["memory"] = {
             "cells": memory_cells,
             "medians_peak_rss_mb": peak_rss_mb(
-                f"from workflow_scripts.reference.medians import compute_gene_medians; "
-                f"compute_gene_medians({str(large)!r}, {str(work / 'large_medians.tsv')!r}, {CHUNK_SIZE})"),
+                f"{SETTINGS_IMPORT}; from workflow_scripts.reference.medians import compute_gene_medians; "
+                f"compute_gene_medians({str(large)!r}, {str(work / 'large_medians.tsv')!r}, {TOKENIZER!r})"),
             "tokenize_peak_rss_mb_by_threads": {count: peak_rss_mb(
-                f"from workflow_scripts.tokenization.tokenizer import tokenize_dataset; "
+                f"{SETTINGS_IMPORT}; from workflow_scripts.tokenization.tokenizer import tokenize_dataset; "
                 f"tokenize_dataset({str(large)!r}, {str(token_tsv)!r}, {str(used_tsv)!r}, "
-                f"{str(work / f'large_{count}.dataset')!r}, {MODEL_INPUT_SIZE}, False, {CHUNK_SIZE}, [], 1, {count})")
+                f"{str(work / f'large_{count}.dataset')!r}, {TOKENIZER!r}, {CHECKS!r}, [], {count})")
                 for count in thread_counts},
         }
     return results

@@ -1,14 +1,17 @@
 # Pretraining ablation (config `ablation`), not part of `all`: snakemake pretraining_ablation --cores 2.
 # Each variant is pretrained by the pretrain rule's job with its own model and pretraining settings, and
 # fine-tuned by the finetune_fold rule's job on the first n folds of the downstream experiment.
+from workflow_scripts.ablation.wiring import AblationWiring
+
+ABLATION = AblationWiring(config)
 
 
 use rule pretrain as ablation_pretrain with:
     input:
         tokenized="results/tokenized/corpus.dataset",
         tokens="results/reference/token_dictionary.tsv",
-        preflight=lambda wildcards: ablation_preflight(),
-        gene_sets=lambda wildcards: gene_sets_input(ABLATION_SETTINGS[wildcards.variant]["pretraining"]),
+        preflight=lambda wildcards: ABLATION.preflight(),
+        gene_sets=lambda wildcards: PRETRAIN.gene_sets_input(ABLATION.settings[wildcards.variant]["pretraining"]),
     output:
         directory("results/ablation/{variant}/pretrained_model"),
     log:
@@ -16,23 +19,23 @@ use rule pretrain as ablation_pretrain with:
     benchmark:
         "results/benchmarks/ablation_pretrain/{variant}.tsv"
     wildcard_constraints:
-        variant=alternatives(ABLATION_VARIANTS),
+        variant=alternatives(ABLATION.variants),
     threads: config["resources"]["ablation_pretrain"]["threads"]
     resources:
         **WORKFLOW.job_resources("ablation_pretrain"),
     params:
         launcher=WORKFLOW.launcher("ablation_pretrain"),
-        model=lambda wildcards: as_json(ABLATION_SETTINGS[wildcards.variant]["model"]),
-        pretraining=lambda wildcards: as_json(ABLATION_SETTINGS[wildcards.variant]["pretraining"]),
-        evaluation=as_json(ABLATION_EVALUATION),
+        model=lambda wildcards: as_json(ABLATION.settings[wildcards.variant]["model"]),
+        pretraining=lambda wildcards: as_json(ABLATION.settings[wildcards.variant]["pretraining"]),
+        evaluation=as_json(ABLATION.evaluation),
 
 
 use rule finetune_fold as ablation_finetune_fold with:
     input:
-        tokenized=lambda wildcards: f"results/tokenized/{ablation_dataset()}.dataset",
-        folds=lambda wildcards: f"results/{ABLATION['downstream']['experiment']}/folds.tsv",
+        tokenized=lambda wildcards: f"results/tokenized/{ABLATION.dataset()}.dataset",
+        folds=lambda wildcards: f"results/{ABLATION.downstream['experiment']}/folds.tsv",
         checkpoint="results/ablation/{variant}/pretrained_model",
-        preflight=lambda wildcards: ablation_preflight(),
+        preflight=lambda wildcards: ABLATION.preflight(),
     output:
         predictions="results/ablation/{variant}/fold_{fold}/predictions.tsv",
         training_log="results/ablation/{variant}/fold_{fold}/training_log.tsv",
@@ -42,17 +45,17 @@ use rule finetune_fold as ablation_finetune_fold with:
     benchmark:
         "results/benchmarks/ablation_finetune_fold/{variant}/fold_{fold}.tsv"
     wildcard_constraints:
-        variant=alternatives(ABLATION_VARIANTS),
+        variant=alternatives(ABLATION.variants),
     params:
         task="cell_classification",
         cells="",
-        settings=lambda wildcards: as_json(ablation_finetuning()),
+        settings=lambda wildcards: as_json(ABLATION.finetuning()),
         checkpoint=lambda wildcards, input: input.checkpoint,
 
 
 rule ablation_summary:
     input:
-        expand("results/ablation/{variant}/fold_{fold}/predictions.tsv", variant=ABLATION_VARIANTS, fold=ABLATION_FOLDS),
+        expand("results/ablation/{variant}/fold_{fold}/predictions.tsv", variant=ABLATION.variants, fold=ABLATION.folds),
     output:
         summary="results/ablation/summary.csv",
         markdown="results/ablation/summary.md",
@@ -73,7 +76,7 @@ rule ablation_summary:
 
 rule pretraining_ablation:
     input:
-        models=expand("results/ablation/{variant}/pretrained_model", variant=ABLATION_VARIANTS),
+        models=expand("results/ablation/{variant}/pretrained_model", variant=ABLATION.variants),
         summary="results/ablation/summary.csv",
     output:
         csv=report(
@@ -93,8 +96,8 @@ rule pretraining_ablation:
     conda:
         DATA_ENV
     params:
-        variants=lambda wildcards, input: as_json([list(pair) for pair in zip(ABLATION_VARIANTS, input.models)]),
-        downstream=lambda wildcards: ablation_dataset(),
+        variants=lambda wildcards, input: as_json([list(pair) for pair in zip(ABLATION.variants, input.models)]),
+        downstream=lambda wildcards: ABLATION.dataset(),
     shell:
         "python -m workflow_scripts ablation-table --variants {params.variants:q} --summary-csv {input.summary}"
         " --downstream {params.downstream} --output-csv {output.csv} --output-png {output.png} > {log} 2>&1"

@@ -23,22 +23,16 @@ rule check_experiment:
         TORCH_ENV
     params:
         experiment=lambda wildcards: as_json(WORKFLOW.experiment(wildcards)),
-        min_genes=config["checks"]["min_genes_in_vocabulary"],
-        chunk_size=config["tokenizer"]["chunk_size"],
-        model_input_size=config["tokenizer"]["model_input_size"],
+        tokenizer=as_json(config["tokenizer"]),
+        checks=as_json(config["checks"]),
         checkpoint=lambda wildcards, input: (
             f"--checkpoint {WORKFLOW.checkpoint_of(wildcards, input)}" if input.checkpoint else ""
         ),
-        gene_labels=lambda wildcards, input: (
-            f"--gene-labels-tsv {input.gene_labels} --min-genes-per-class {config['checks']['min_genes_per_class']}"
-            if WORKFLOW.is_gene_task(wildcards)
-            else ""
-        ),
+        gene_labels=lambda wildcards, input: f"--gene-labels-tsv {input.gene_labels}" if input.gene_labels else "",
     shell:
         "python -m workflow_scripts check --experiment-name {wildcards.experiment}"
         " --experiment {params.experiment:q} --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
-        " --medians-tsv {input.medians} --min-genes-in-vocabulary {params.min_genes}"
-        " --chunk-size {params.chunk_size} --model-input-size {params.model_input_size}"
+        " --medians-tsv {input.medians} --tokenizer {params.tokenizer:q} --checks {params.checks:q}"
         " {params.checkpoint} {params.gene_labels} --output-json {output} > {log} 2>&1"
 
 

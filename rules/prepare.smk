@@ -1,6 +1,9 @@
 # Real data: verified, resumable downloads (datasets, a checkpoint, gene label files), each dataset
 # turned into the canonical raw-count h5ad (counts in X, Ensembl IDs in var, n_counts, the obs
 # columns the experiments use), and gene class pickles turned into label TSVs.
+from workflow_scripts.prepare.wiring import CHECKSUM_RECORD, PrepareWiring
+
+PREPARE = PrepareWiring(config)
 
 
 rule download_file:
@@ -11,20 +14,15 @@ rule download_file:
     benchmark:
         "results/benchmarks/download_file/{source}/{filename}.tsv"
     wildcard_constraints:
-        source=alternatives([source for source, files in DOWNLOADS.items() if files]),
+        source=alternatives(PREPARE.download_sources()),
     retries: 2
     conda:
         DATA_ENV
     params:
+        settings=lambda wildcards: as_json(PREPARE.downloaded_file(wildcards)),
         record=CHECKSUM_RECORD,
-        url=lambda wildcards: downloaded_file(wildcards)["url"],
-        checks=lambda wildcards: " ".join(
-            f"--{key} {downloaded_file(wildcards)[key]}"
-            for key in ("sha256", "size")
-            if downloaded_file(wildcards).get(key)
-        ),
     shell:
-        "python -m workflow_scripts download --url {params.url:q} --output {output} {params.checks}"
+        "python -m workflow_scripts download --settings {params.settings:q} --output {output}"
         " --checksum-record {params.record} > {log} 2>&1"
 
 
@@ -45,7 +43,7 @@ rule gene_labels_from_pickle:
 
 rule prepare_dataset:
     input:
-        unpack(source_files),
+        unpack(PREPARE.source_files),
     output:
         "results/data/{dataset}.h5ad",
     log:
@@ -53,14 +51,13 @@ rule prepare_dataset:
     benchmark:
         "results/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
-        dataset=alternatives(PREPARED),
+        dataset=alternatives(PREPARE.prepared),
     conda:
         DATA_ENV
     params:
-        format=lambda wildcards: config["datasets"][wildcards.dataset]["format"],
+        settings=lambda wildcards: as_json(PREPARE.dataset(wildcards)),
         inputs=lambda wildcards, input: as_json(dict(input.items())),
         columns=WORKFLOW.obs_columns,
-        options=lambda wildcards: as_json(config["datasets"][wildcards.dataset]["options"]),
     shell:
-        "python -m workflow_scripts prepare --format {params.format} --inputs {params.inputs:q}"
-        " --obs-columns {params.columns:q} --options {params.options:q} --output-h5ad {output} > {log} 2>&1"
+        "python -m workflow_scripts prepare --settings {params.settings:q} --inputs {params.inputs:q}"
+        " --obs-columns {params.columns:q} --output-h5ad {output} > {log} 2>&1"

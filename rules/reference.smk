@@ -14,10 +14,10 @@ rule gene_medians:
     conda:
         DATA_ENV
     params:
-        chunk_size=config["tokenizer"]["chunk_size"],
+        tokenizer=as_json(config["tokenizer"]),
     shell:
         "python -m workflow_scripts medians --h5ad-path {input} --output-tsv {output}"
-        " --chunk-size {params.chunk_size} > {log} 2>&1"
+        " --tokenizer {params.tokenizer:q} > {log} 2>&1"
 
 
 rule reference_dictionaries:
@@ -33,12 +33,10 @@ rule reference_dictionaries:
     conda:
         DATA_ENV
     params:
-        medians=config["reference"]["medians"],
-        tokens=config["reference"]["token_dictionary"],
+        settings=as_json(config["reference"]),
+        tokenizer=as_json(config["tokenizer"]),
         computed=lambda wildcards, input: f"--computed-medians-tsv {input.computed}" if input.computed else "",
-        special_tokens=as_json(config["tokenizer"]["special_tokens"]),
     shell:
-        "python -m workflow_scripts reference --medians-source {params.medians:q}"
-        " --token-dictionary-source {params.tokens:q} {params.computed}"
-        " --special-tokens {params.special_tokens} --output-token-dictionary {output.tokens}"
-        " --output-medians {output.medians} > {log} 2>&1"
+        "python -m workflow_scripts reference --settings {params.settings:q} --tokenizer {params.tokenizer:q}"
+        " {params.computed} --output-token-dictionary {output.tokens} --output-medians {output.medians}"
+        " > {log} 2>&1"

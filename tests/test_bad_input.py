@@ -33,15 +33,19 @@ from workflow_scripts.core.dictionaries import (
     write_dictionary_tsv,
 )
 from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.preflight.checks import check_experiment
 from workflow_scripts.prepare.download import download_file
 from workflow_scripts.prepare.readers import gene_labels_from_pickle, prepare_dataset
+from workflow_scripts.prepare.settings import DatasetSettings, DownloadSettings
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 N_CELLS, N_GENES, N_FOLDS = 60, 150, 3
 CELL_EXPERIMENT = {"task": "cell_classification", "label_column": "cell_type", "group_column": None,
                    "split": "stratified", "n_folds": N_FOLDS, "subset": {}}
 MODEL_INPUT_SIZE = 64
+TOKENIZER = TokenizerSettings(model_input_size=MODEL_INPUT_SIZE, special_tokens=False, chunk_size=16)
+CHECKS = ChecksSettings(min_genes_in_vocabulary=100, min_genes_per_class=4)
 pytestmark = pytest.mark.filterwarnings("ignore:(Observation|Variable) names are not unique")  # duplicate ids
 
 
@@ -118,7 +122,8 @@ def prepare_case(bench: Bench, h5ad: Path, says: str, obs_columns=("cell_type",)
                  names: str | None = None) -> Case:
     """rules/prepare.smk: a user's h5ad turned into the canonical file."""
     output = bench.out / "data" / "mine.h5ad" if output is None else output
-    return Case(lambda: prepare_dataset("anndata", {"h5ad": str(h5ad)}, list(obs_columns), {}, output),
+    dataset = DatasetSettings(source="h5ad", path=str(h5ad), format="anndata", files={}, options={})
+    return Case(lambda: prepare_dataset(dataset, {"h5ad": str(h5ad)}, list(obs_columns), output),
                 str(h5ad) if names is None else names, says, output)
 
 
@@ -131,18 +136,17 @@ def preflight_case(bench: Bench, h5ad: Path, says: str, experiment: dict | None 
 
     def run():
         check_experiment("exp", experiment or CELL_EXPERIMENT, h5ad, tokens or bench.tokens, bench.medians,
-                         min_genes_in_vocabulary=100, chunk_size=16, model_input_size=MODEL_INPUT_SIZE,
-                         output_json=output,
+                         TOKENIZER, CHECKS, output_json=output,
                          checkpoint=None if checkpoint is None else str(checkpoint),
-                         gene_labels_tsv=None if gene_labels is None else str(gene_labels), min_genes_per_class=4)
+                         gene_labels_tsv=None if gene_labels is None else str(gene_labels))
     return Case(run, names or (f"{h5ad}: obs['{column}']" if column else str(h5ad)), says, output)
 
 
 def tokenize_case(bench: Bench, h5ad: Path, says: str) -> Case:
     """rules/tokenize.smk: the rank value encoding of a prepared dataset."""
     output = bench.out / "tokenized" / "cells.dataset"
-    return Case(lambda: tokenize_dataset(h5ad, bench.tokens, bench.medians, output, MODEL_INPUT_SIZE, False, 16,
-                                         ["cell_type"], 100), str(h5ad), says, output)
+    return Case(lambda: tokenize_dataset(h5ad, bench.tokens, bench.medians, output, TOKENIZER, CHECKS, ["cell_type"]),
+                str(h5ad), says, output)
 
 
 def saved_checkpoint(bench: Bench, vocab_size: int, model_input_size: int = MODEL_INPUT_SIZE) -> Path:
@@ -266,7 +270,8 @@ def tampered_download(bench: Bench) -> Case:
     published = b"the file as published\n" * 100
     url = serve(bench, "counts.h5ad", published.replace(b"published", b"tampered!"))
     sha256, output = hashlib.sha256(published).hexdigest(), bench.out / "downloads" / "counts.h5ad"
-    return Case(lambda: download_file(url, output, sha256=sha256, checksum_record=output.parent / "checksums.tsv",
+    source = DownloadSettings(url=url, filename=output.name, sha256=sha256, size=None)
+    return Case(lambda: download_file(source, output, checksum_record=output.parent / "checksums.tsv",
                                       retries=0, backoff_seconds=0), url, "sha256", output)
 
 
@@ -388,8 +393,9 @@ def test_at_least_25_cases_across_config_and_data():
 def test_cli_exits_2_with_the_message_and_no_output(bench, capsys):
     """The form the rules run: `python -m workflow_scripts prepare ...` exits 2, the message on stderr."""
     h5ad, output = truncated(bench), bench.out / "data" / "mine.h5ad"
-    code = main(["prepare", "--format", "anndata", "--inputs", json.dumps({"h5ad": str(h5ad)}), "--obs-columns",
-                 '["cell_type"]', "--options", "{}", "--output-h5ad", str(output)])
+    dataset = {"source": "h5ad", "path": str(h5ad), "format": "anndata", "files": {}, "options": {}}
+    code = main(["prepare", "--settings", json.dumps(dataset), "--inputs", json.dumps({"h5ad": str(h5ad)}),
+                 "--obs-columns", '["cell_type"]', "--output-h5ad", str(output)])
     error = capsys.readouterr().err
     assert code == 2
     assert f"ERROR (bad input) {h5ad}: not a readable h5ad" in error and "fix:" in error

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from workflow_scripts.core.dictionaries import write_dictionary_tsv
 from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.preflight.checks import check_experiment
 
 EXPERIMENT = {"task": "cell_classification", "label_column": "cell_type", "group_column": None, "split": "stratified", "n_folds": 3, "subset": {}}
@@ -25,7 +26,9 @@ def reference(tmp_path, v1_gene_ids):
 
 
 def run_check(h5ad, reference, output, experiment=EXPERIMENT, minimum=100):
-    check_experiment("test", experiment, h5ad, reference[0], reference[1], minimum, 64, 2048, output)
+    check_experiment("test", experiment, h5ad, reference[0], reference[1],
+                     TokenizerSettings(model_input_size=2048, special_tokens=False, chunk_size=64),
+                     ChecksSettings(min_genes_in_vocabulary=minimum, min_genes_per_class=10), output)
 
 
 def test_good_input_passes(labelled_h5ad, reference, tmp_path):

@@ -6,12 +6,22 @@ import pytest
 import yaml
 from conftest import DEFAULT_CONFIG_PATH
 
+from workflow_scripts.ablation.variants import variant_settings
 from workflow_scripts.core.config import (
     load_config,
     method_settings,
     validate_config,
 )
 from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
+from workflow_scripts.prepare.settings import DatasetSettings, DownloadSettings
+from workflow_scripts.prepare.wiring import PrepareWiring
+from workflow_scripts.pretrain.settings import (
+    ModelSettings,
+    PretrainingSettings,
+    model_to_pretrain,
+)
+from workflow_scripts.reference.settings import ReferenceSettings
 
 REPO = DEFAULT_CONFIG_PATH.parent.parent
 
@@ -21,6 +31,28 @@ def test_default_and_presets_are_valid():
     assert config["finetuning"]["weight_decay"] == 0.001  # Geneformer default filled by the schema
     assert config["model"]["layer_norm_eps"] == 1e-12
     load_config(DEFAULT_CONFIG_PATH, REPO / "config" / "test.yaml")
+
+
+@pytest.mark.parametrize("preset", [[], ["test.yaml"], ["paper.yaml"]])
+def test_every_section_a_job_reads_parses_into_its_settings(preset):
+    """The Settings classes name exactly the keys the schema fills: a key added to one and not the
+    other would stop the job that reads it at parse time."""
+    config = load_config(DEFAULT_CONFIG_PATH, *[REPO / "config" / name for name in preset])
+    TokenizerSettings.from_config(config["tokenizer"])
+    ChecksSettings.from_config(config["checks"])
+    ReferenceSettings.from_config(config["reference"])
+    ModelSettings.from_config(model_to_pretrain(config["model"]))
+    assert PretrainingSettings.from_config(config["pretraining"]).masking.strategy == "random"
+    for name, entry in config["datasets"].items():
+        DatasetSettings.from_config(entry, f"datasets.{name}")
+    downloads = [entry for files in PrepareWiring(config).downloads.values() for entry in files.values()]
+    assert bool(downloads) == ("paper.yaml" in preset)
+    for entry in downloads:
+        DownloadSettings.from_config(entry)
+    for variant in config["ablation"]["variants"]:
+        settings = variant_settings(config, variant)
+        ModelSettings.from_config(settings["model"])
+        PretrainingSettings.from_config(settings["pretraining"])
 
 
 def test_method_overrides_merge_over_global_finetuning():

@@ -15,9 +15,15 @@ import pytest
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.prepare import download
 from workflow_scripts.prepare.download import download_file
+from workflow_scripts.prepare.settings import DownloadSettings
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def source(url: str, sha256: str | None = None, size: int | None = None) -> DownloadSettings:
+    """A file to download as the config gives it (no sha256 or size: neither is checked, or the record is)."""
+    return DownloadSettings(url=url, filename=url.rsplit("/", 1)[-1], sha256=sha256, size=size)
 
 
 @dataclass
@@ -94,7 +100,7 @@ def sleeps(monkeypatch) -> list[float]:
 def test_plain_download_is_verified_and_renamed(server, tmp_path, sleeps):
     base, state = server
     output = tmp_path / "out" / "data.bin"
-    digest = download_file(f"{base}/data.bin", output, sha256=PAYLOAD_SHA256, size=len(PAYLOAD))
+    digest = download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256, size=len(PAYLOAD)), output)
     assert digest == PAYLOAD_SHA256
     assert output.read_bytes() == PAYLOAD
     assert not (tmp_path / "out" / "data.bin.part").exists()
@@ -105,7 +111,7 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path, sleeps):
     base, _ = server
     output = tmp_path / "data.bin"
     with pytest.raises(InputError) as refused:
-        download_file(f"{base}/data.bin", output, sha256="0" * 64)
+        download_file(source(f"{base}/data.bin", sha256="0" * 64), output)
     message = str(refused.value)
     assert f"{base}/data.bin" in message and "0" * 64 in message and PAYLOAD_SHA256 in message
     assert "re-run" in message and "update" in message
@@ -116,14 +122,14 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path, sleeps):
 def test_size_mismatch_is_refused(server, tmp_path, sleeps):
     base, _ = server
     with pytest.raises(InputError, match=f"has {len(PAYLOAD)} bytes, expected {len(PAYLOAD) + 1}"):
-        download_file(f"{base}/data.bin", tmp_path / "data.bin", size=len(PAYLOAD) + 1)
+        download_file(source(f"{base}/data.bin", size=len(PAYLOAD) + 1), tmp_path / "data.bin")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_resume_sends_range_and_appends(server, tmp_path, sleeps):
     base, state = server
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:3000])
-    digest = download_file(f"{base}/data.bin", tmp_path / "data.bin", sha256=PAYLOAD_SHA256)
+    digest = download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), tmp_path / "data.bin")
     assert digest == PAYLOAD_SHA256
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
     assert state.requests == [("/data.bin", "bytes=3000-")]
@@ -133,7 +139,7 @@ def test_resume_sends_range_and_appends(server, tmp_path, sleeps):
 def test_complete_part_answered_416_is_verified(server, tmp_path, sleeps):
     base, state = server
     (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
-    assert download_file(f"{base}/data.bin", tmp_path / "data.bin", sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256
+    assert download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), tmp_path / "data.bin") == PAYLOAD_SHA256
     assert state.requests == [("/data.bin", f"bytes={len(PAYLOAD)}-")]
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
 
@@ -142,7 +148,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path, sleeps):
     base, state = server
     state.ignore_range = True
     (tmp_path / "data.bin.part").write_bytes(b"not a prefix of the payload")
-    assert download_file(f"{base}/data.bin", tmp_path / "data.bin", sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256
+    assert download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), tmp_path / "data.bin") == PAYLOAD_SHA256
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
     assert state.requests[0][1] == "bytes=27-"
 
@@ -150,7 +156,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path, sleeps):
 def test_503s_are_retried_with_exponential_backoff(server, tmp_path, sleeps):
     base, state = server
     state.fail_first = 3
-    digest = download_file(f"{base}/data.bin", tmp_path / "data.bin", sha256=PAYLOAD_SHA256,
+    digest = download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), tmp_path / "data.bin",
                            retries=5, backoff_seconds=0.5)
     assert digest == PAYLOAD_SHA256
     assert sleeps == [0.5, 1.0, 2.0]
@@ -160,7 +166,7 @@ def test_503s_are_retried_with_exponential_backoff(server, tmp_path, sleeps):
 def test_truncated_body_is_resumed(server, tmp_path, sleeps):
     base, state = server
     state.truncate_once = True
-    assert download_file(f"{base}/data.bin", tmp_path / "data.bin", sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256
+    assert download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), tmp_path / "data.bin") == PAYLOAD_SHA256
     assert state.requests == [("/data.bin", None), ("/data.bin", f"bytes={len(PAYLOAD) // 2}-")]
     assert sleeps == [2.0]
     assert (tmp_path / "data.bin").read_bytes() == PAYLOAD
@@ -169,7 +175,7 @@ def test_truncated_body_is_resumed(server, tmp_path, sleeps):
 def test_404_fails_at_once(server, tmp_path, sleeps):
     base, state = server
     with pytest.raises(InputError, match="404") as refused:
-        download_file(f"{base}/missing.bin", tmp_path / "missing.bin")
+        download_file(source(f"{base}/missing.bin"), tmp_path / "missing.bin")
     assert f"{base}/missing.bin" in str(refused.value)
     assert sleeps == [] and len(state.requests) == 1
 
@@ -179,7 +185,7 @@ def test_exhausted_retries_name_url_and_fix(server, tmp_path, sleeps):
     state.fail_first = 100
     output = tmp_path / "data.bin"
     with pytest.raises(InputError) as refused:
-        download_file(f"{base}/data.bin", output, retries=2)
+        download_file(source(f"{base}/data.bin"), output, retries=2)
     message = str(refused.value)
     assert f"{base}/data.bin" in message and "503" in message
     assert "proxy" in message and str(output) in message
@@ -192,7 +198,7 @@ def test_trust_on_first_use_records_then_refuses_a_change(server, tmp_path, slee
     url = f"{base}/data.bin"
     record = tmp_path / "checksums.tsv"
     with caplog.at_level(logging.WARNING, logger="workflow_scripts.prepare.download"):
-        assert download_file(url, tmp_path / "first.bin", checksum_record=record) == PAYLOAD_SHA256
+        assert download_file(source(url), tmp_path / "first.bin", checksum_record=record) == PAYLOAD_SHA256
     assert "first use" in caplog.text and "NOT verified" in caplog.text
     with open(record, newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
@@ -200,7 +206,7 @@ def test_trust_on_first_use_records_then_refuses_a_change(server, tmp_path, slee
 
     state.payloads["/data.bin"] = PAYLOAD[::-1]
     with pytest.raises(InputError, match="checksum record"):
-        download_file(url, tmp_path / "second.bin", checksum_record=record)
+        download_file(source(url), tmp_path / "second.bin", checksum_record=record)
     assert not (tmp_path / "second.bin").exists()
     with open(record, newline="") as handle:
         assert list(csv.reader(handle, delimiter="\t")) == rows
@@ -209,9 +215,9 @@ def test_trust_on_first_use_records_then_refuses_a_change(server, tmp_path, slee
 def test_present_verified_file_is_not_downloaded_again(server, tmp_path, sleeps):
     base, state = server
     output = tmp_path / "data.bin"
-    download_file(f"{base}/data.bin", output, sha256=PAYLOAD_SHA256)
+    download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), output)
     requests_before = len(state.requests)
-    assert download_file(f"{base}/data.bin", output, sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256
+    assert download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), output) == PAYLOAD_SHA256
     assert len(state.requests) == requests_before
 
 
@@ -219,5 +225,5 @@ def test_present_corrupt_file_is_downloaded_again(server, tmp_path, sleeps):
     base, state = server
     output = tmp_path / "data.bin"
     output.write_bytes(b"corrupt")
-    assert download_file(f"{base}/data.bin", output, sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256
+    assert download_file(source(f"{base}/data.bin", sha256=PAYLOAD_SHA256), output) == PAYLOAD_SHA256
     assert output.read_bytes() == PAYLOAD and len(state.requests) == 1

@@ -25,6 +25,7 @@ from workflow_scripts.core.encoder import (
 )
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import classifier, geneformer_config, new_masked_lm
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.embeddings.embedding import (
     EMBEDDING_KEY,
     bf16_to_float32,
@@ -36,6 +37,7 @@ from workflow_scripts.embeddings.embedding import (
 )
 from workflow_scripts.embeddings.settings import EmbeddingSettings
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.reference.settings import ReferenceSettings
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 MODEL = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
@@ -58,13 +60,14 @@ def corpus(tmp_path_factory, v1_gene_ids):
                        index=[f"cell_{i:03d}" for i in range(N_CELLS)])
     h5ad = write_counts_h5ad(directory / "counts.h5ad", sp.csr_matrix(rng.poisson(rates).astype(np.int32)),
                              v1_gene_ids[:N_GENES], obs)
-    compute_gene_medians(h5ad, directory / "medians.tsv", chunk_size=100)
+    compute_gene_medians(h5ad, directory / "medians.tsv", TokenizerSettings(model_input_size=INPUT_SIZE, special_tokens=False, chunk_size=100))
     paths = {"h5ad": h5ad}
     for mode, special in [("v1", False), ("v2", True)]:
         tokens_tsv, used = directory / f"tokens_{mode}.tsv", directory / f"used_{mode}.tsv"
-        build_reference("corpus", "corpus", directory / "medians.tsv", special, tokens_tsv, used)
-        tokenize_dataset(h5ad, tokens_tsv, used, directory / f"{mode}.dataset", INPUT_SIZE, special, 25,
-                         ["cell_type", "batch"], 10)
+        tokenizer = TokenizerSettings(model_input_size=INPUT_SIZE, special_tokens=special, chunk_size=25)
+        build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), tokenizer, directory / "medians.tsv", tokens_tsv, used)
+        tokenize_dataset(h5ad, tokens_tsv, used, directory / f"{mode}.dataset", tokenizer, ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=10),
+                         ["cell_type", "batch"])
         vocab_size = len(load_token_dictionary(str(tokens_tsv)))
         new_masked_lm(geneformer_config(MODEL, vocab_size, INPUT_SIZE), seed=0).save_pretrained(directory / mode)
         paths.update({f"{mode}_tokens": tokens_tsv, f"{mode}_dataset": directory / f"{mode}.dataset",

@@ -17,11 +17,13 @@ from workflow_scripts.core.model import (
     geneformer_config,
     new_masked_lm,
 )
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.core.tasks import CellFold, ExperimentSettings
 from workflow_scripts.finetune.finetuning import finetune_fold, head_only_schedule
 from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.preflight.folds import make_folds
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.reference.settings import ReferenceSettings
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
@@ -80,11 +82,13 @@ def test_lp_ft_trains_only_the_head_then_everything(checkpoint):
 def test_finetune_fold_end_to_end(tmp_path, labelled_h5ad, checkpoint):
     """Tokenize a small labelled file, make folds, fine-tune one fold with focal loss + upsampling."""
     medians, tokens, used = tmp_path / "medians.tsv", tmp_path / "tokens.tsv", tmp_path / "used.tsv"
-    compute_gene_medians(labelled_h5ad, medians, chunk_size=100)
-    build_reference("corpus", "corpus", medians, False, tokens, used)
+    tokenizer = TokenizerSettings(model_input_size=32, special_tokens=False, chunk_size=100)
+    compute_gene_medians(labelled_h5ad, medians, tokenizer)
+    build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), tokenizer, medians, tokens, used)
     vocabulary = pd.read_csv(tokens, sep="\t")
     new_masked_lm(geneformer_config(MODEL, vocab_size=len(vocabulary), model_input_size=32), 0).save_pretrained(checkpoint)
-    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", 32, False, 100, ["cell_type"], 50)
+    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", tokenizer,
+                     ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10), ["cell_type"])
     experiment = ExperimentSettings.from_config(dict(
         dataset="labelled", task="cell_classification", label_column="cell_type", gene_labels=None, n_cells=None,
         test_cell_fraction=0.3, min_cells_per_gene=5, group_column=None, split="stratified", n_folds=3, subset={}))

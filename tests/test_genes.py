@@ -23,12 +23,14 @@ from workflow_scripts.core.genes import (
     token_label_lookup,
 )
 from workflow_scripts.core.model import geneformer_config, new_masked_lm
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.core.tasks import ExperimentSettings, GeneTask
 from workflow_scripts.finetune.finetuning import finetune_fold
 from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.preflight.checks import check_experiment
 from workflow_scripts.preflight.folds import make_folds
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.reference.settings import ReferenceSettings
 from workflow_scripts.tokenization.tokenizer import tokenize_dataset
 
 MODEL = dict(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32, hidden_act="relu",
@@ -123,9 +125,10 @@ def test_gene_expression_statistics_by_hand():
 def gene_task(tmp_path, labelled_h5ad):
     """The labelled fixture tokenized, its 60 marker genes labelled by cell type (a: marker of a or b, ...)."""
     medians, tokens, used = tmp_path / "medians.tsv", tmp_path / "tokens.tsv", tmp_path / "used.tsv"
-    compute_gene_medians(labelled_h5ad, medians, chunk_size=100)
-    build_reference("corpus", "corpus", medians, False, tokens, used)
-    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", 32, False, 100, [], 50)
+    tokenizer = TokenizerSettings(model_input_size=32, special_tokens=False, chunk_size=100)
+    compute_gene_medians(labelled_h5ad, medians, tokenizer)
+    build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), tokenizer, medians, tokens, used)
+    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", tokenizer, ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10), [])
     vocabulary = pd.read_csv(tokens, sep="\t")
     genes = vocabulary["token"][vocabulary["token"].str.startswith("ENSG")].tolist()
     rows = [(gene, "marker" if index < 40 else "other") for index, gene in enumerate(genes[:80])] + [("ENSG_NOT_REAL", "other")]
@@ -193,12 +196,12 @@ def test_gene_preflight_reports_absent_genes_and_stops_on_too_few(gene_task):
     experiment = {"task": "gene_classification", "n_folds": 3}
     arguments = dict(experiment_name="genes", experiment=experiment, h5ad_path=gene_task["h5ad"],
                      token_dictionary_tsv=gene_task["tokens"], medians_tsv=gene_task["used"],
-                     min_genes_in_vocabulary=10, chunk_size=100, model_input_size=32,
+                     tokenizer=TokenizerSettings(model_input_size=32, special_tokens=False, chunk_size=100),
                      gene_labels_tsv=str(gene_task["labels"]))
-    check_experiment(**arguments, output_json=directory / "ok.json", min_genes_per_class=5)
+    check_experiment(**arguments, checks=ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=5), output_json=directory / "ok.json")
     report = pd.read_json(directory / "ok.json", typ="series")
     assert report["gene_labels"]["absent_from_vocabulary"] == 1
     assert report["gene_labels"]["class_sizes"] == {"marker": 40, "other": 40}
     with pytest.raises(InputError, match="fewer than 41 genes"):
-        check_experiment(**arguments, output_json=directory / "bad.json", min_genes_per_class=41)
+        check_experiment(**arguments, checks=ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=41), output_json=directory / "bad.json")
     assert not (directory / "bad.json").exists()

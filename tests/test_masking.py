@@ -1,6 +1,8 @@
 """Masking strategies of masked-LM pretraining: the 80/10/10 and 80/2/18 mixes, pathway (gene-set)
 masking, the masking-rate schedule, and GMT gene-set files."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -13,12 +15,13 @@ from workflow_scripts.pretrain.masking import (
     masking_rate,
     read_gmt,
 )
+from workflow_scripts.pretrain.settings import MaskingSettings
 
 SPECIALS = {"<pad>": 0, "<mask>": 1, "<cls>": 2, "<eos>": 3}
 N_TOKENS = 400
 VOCABULARY = {**SPECIALS, **{f"ENSG{token:011d}": token for token in range(4, N_TOKENS)}}
-SETTINGS = {"strategy": "random", "mask_probability": 0.15, "mask_token_fraction": 0.8, "random_token_fraction": 0.1,
-            "schedule": "constant", "start_probability": 0.3, "end_probability": 0.1, "gene_sets": "simulated"}
+SETTINGS = MaskingSettings(strategy="random", mask_probability=0.15, mask_token_fraction=0.8, random_token_fraction=0.1,
+                           schedule="constant", start_probability=0.3, end_probability=0.1, gene_sets="simulated")
 
 
 def outcome_shares(input_ids, corrupted, selected, mask_id=1):
@@ -36,7 +39,7 @@ def test_masking_proportions_hold_on_a_large_sample_and_never_touch_padding(mix)
     input_ids = torch.randint(4, 1000, (400, 500))
     input_ids[:, -50:] = 0  # padding
     maskable = input_ids != 0
-    settings = {"mask_probability": 0.15, "mask_token_fraction": mix[0], "random_token_fraction": mix[1]}
+    settings = replace(SETTINGS, mask_token_fraction=mix[0], random_token_fraction=mix[1])
     corrupted, selected = mask_tokens(input_ids, maskable, settings, mask_id=1,
                                       gene_ids=torch.arange(4, 1000), generator=generator)
     assert not selected[~maskable].any()
@@ -78,7 +81,7 @@ def gene(token):
 
 def test_pathway_masking_masks_whole_sets_and_never_special_or_padding_tokens(tmp_path):
     sets = {f"program_{k}": [gene(token) for token in range(4 + 12 * k, 16 + 12 * k)] for k in range(20)}
-    masking = build_masking({**SETTINGS, "strategy": "pathway"}, VOCABULARY, write_gmt(tmp_path / "sets.gmt", sets))
+    masking = build_masking(replace(SETTINGS, strategy="pathway"), VOCABULARY, write_gmt(tmp_path / "sets.gmt", sets))
     generator = torch.Generator().manual_seed(0)
     rows = []
     for _ in range(300):  # cells: <cls>, 60 distinct genes (set genes and loners), <eos>, then padding
@@ -120,20 +123,20 @@ def test_gene_sets_map_versioned_ids_and_symbols_and_refuse_bad_files(tmp_path):
     with pytest.raises(InputError, match="no gene set"):
         gene_sets_for_vocabulary({"none": ["XYZ"]}, vocabulary, "sets.gmt")
     with pytest.raises(InputError, match="gene set file"):
-        build_masking({**SETTINGS, "strategy": "pathway"}, vocabulary)
+        build_masking(replace(SETTINGS, strategy="pathway"), vocabulary)
 
 
 def test_dynamic_schedule_decays_from_high_to_low_and_constant_stays():
-    linear = {**SETTINGS, "schedule": "linear"}
+    linear = replace(SETTINGS, schedule="linear")
     rates = [masking_rate(linear, progress / 10) for progress in range(11)]
     assert rates[0] == pytest.approx(0.3) and rates[-1] == pytest.approx(0.1)
     assert all(later < earlier for earlier, later in zip(rates, rates[1:]))
     assert masking_rate(linear, 1.5) == pytest.approx(0.1)  # clipped past the end
     assert {masking_rate(SETTINGS, progress / 10) for progress in range(11)} == {0.15}
-    held_out = evaluation_settings({**linear, "strategy": "pathway"})
-    assert (held_out["strategy"], held_out["schedule"], held_out["mask_probability"]) == ("random", "constant", 0.15)
+    held_out = evaluation_settings(replace(linear, strategy="pathway"))
+    assert (held_out.strategy, held_out.schedule, held_out.mask_probability) == ("random", "constant", 0.15)
 
 
 def test_corruption_fractions_over_one_refused():
     with pytest.raises(InputError, match="sum to at most 1"):
-        build_masking({**SETTINGS, "mask_token_fraction": 0.9, "random_token_fraction": 0.2}, VOCABULARY)
+        build_masking(replace(SETTINGS, mask_token_fraction=0.9, random_token_fraction=0.2), VOCABULARY)

@@ -16,8 +16,15 @@ from workflow_scripts.core.dictionaries import (
     load_token_dictionary,
 )
 from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.sections import TokenizerSettings
 from workflow_scripts.reference import medians as medians_module
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.reference.settings import ReferenceSettings
+
+
+def tokenizer(chunk_size: int = 512, special_tokens: bool = False) -> TokenizerSettings:
+    """The tokenizer settings: the medians read chunk_size, the reference special_tokens."""
+    return TokenizerSettings(model_input_size=2048, special_tokens=special_tokens, chunk_size=chunk_size)
 
 
 def write_counts(path: Path, dense: np.ndarray, n_counts: np.ndarray, gene_ids: list[str]) -> Path:
@@ -59,7 +66,7 @@ def test_medians_match_numpy_exactly(tmp_path, chunk_size):
     n_detected = (dense > 0).sum(axis=0)
     assert (n_detected[n_detected > 1] % 2 == 0).any() and (n_detected[n_detected > 1] % 2 == 1).any()
     path = write_counts(tmp_path / "corpus.h5ad", dense, n_counts, gene_names(23))
-    compute_gene_medians(path, tmp_path / "medians.tsv", chunk_size)
+    compute_gene_medians(path, tmp_path / "medians.tsv", tokenizer(chunk_size))
     table = read_medians(tmp_path / "medians.tsv")
     assert list(table.columns) == ["ensembl_id", "median", "n_cells_detected"]
     expected = numpy_medians(dense, n_counts)
@@ -80,7 +87,7 @@ def test_histogram_passes_stay_exact(tmp_path, monkeypatch, chunk_size):
     monkeypatch.setattr(medians_module, "SELECTION_BUDGET", 6)
     monkeypatch.setattr(medians_module, "_narrow", lambda *args: passes.append(args[-1]) or narrow(*args))
     path = write_counts(tmp_path / "corpus.h5ad", dense, n_counts, gene_names(17))
-    compute_gene_medians(path, tmp_path / "medians.tsv", chunk_size)
+    compute_gene_medians(path, tmp_path / "medians.tsv", tokenizer(chunk_size))
     assert len(passes) >= 2, passes
     expected = numpy_medians(dense, n_counts)
     computed = read_medians(tmp_path / "medians.tsv")["median"].to_numpy()
@@ -91,7 +98,7 @@ def test_undetected_genes_are_left_out_and_logged(tmp_path, caplog):
     dense, n_counts = awkward_counts(20, 6, seed=1)
     path = write_counts(tmp_path / "corpus.h5ad", dense, n_counts, gene_names(6))
     with caplog.at_level(logging.INFO, logger="workflow_scripts.reference.medians"):
-        compute_gene_medians(path, tmp_path / "medians.tsv", 8)
+        compute_gene_medians(path, tmp_path / "medians.tsv", tokenizer(8))
     assert "ENSG00000000000" not in read_medians(tmp_path / "medians.tsv")["ensembl_id"].tolist()
     assert "2 of 6 genes" in caplog.text and "never detected" in caplog.text
 
@@ -100,7 +107,7 @@ def test_duplicate_gene_ids_are_refused(tmp_path):
     dense, n_counts = awkward_counts(10, 4, seed=2)
     path = write_counts(tmp_path / "corpus.h5ad", dense, n_counts, ["ENSGA", "ENSGB", "ENSGA", "ENSGC"])
     with pytest.raises(InputError, match="more than once") as caught:
-        compute_gene_medians(path, tmp_path / "medians.tsv", 4)
+        compute_gene_medians(path, tmp_path / "medians.tsv", tokenizer(4))
     assert str(path) in str(caught.value) and not (tmp_path / "medians.tsv").exists()
 
 
@@ -124,11 +131,17 @@ def reference_outputs(tmp_path: Path) -> dict[str, Path]:
     }
 
 
+def reference(tmp_path: Path, medians: str, token_dictionary: str, computed: Path | None, special_tokens: bool) -> None:
+    """build_reference with these settings, writing reference_outputs(tmp_path)."""
+    build_reference(ReferenceSettings(medians=medians, token_dictionary=token_dictionary),
+                    tokenizer(special_tokens=special_tokens), computed, **reference_outputs(tmp_path))
+
+
 @pytest.mark.parametrize("special_tokens", [False, True])
 def test_corpus_reference(tmp_path, special_tokens):
     computed = {"ENSG00000000009": 1.25, "ENSG00000000002": 0.1 + 0.2, "ENSG00000000005": 7.0}
     medians_tsv = write_medians(tmp_path / "gene_medians.tsv", computed)
-    build_reference("corpus", "corpus", medians_tsv, special_tokens, **reference_outputs(tmp_path))
+    reference(tmp_path, "corpus", "corpus", medians_tsv, special_tokens)
     tokens, used = read_reference(tmp_path)
     specials = ["<pad>", "<mask>"] + (["<cls>", "<eos>"] if special_tokens else [])
     assert list(tokens) == specials + sorted(computed)
@@ -137,7 +150,7 @@ def test_corpus_reference(tmp_path, special_tokens):
 
 
 def test_geneformer_v1_reference(tmp_path):
-    build_reference("geneformer_v1", "geneformer_v1", None, False, **reference_outputs(tmp_path))
+    reference(tmp_path, "geneformer_v1", "geneformer_v1", None, False)
     tokens, used = read_reference(tmp_path)
     assert tokens == load_token_dictionary("geneformer_v1_tokens") and len(tokens) == 25_426
     assert used == load_median_dictionary("geneformer_v1_medians") and len(used) == 25_424
@@ -147,7 +160,7 @@ def test_corpus_medians_with_v1_tokens_keep_v1_ids(tmp_path):
     v1_tokens = load_token_dictionary("geneformer_v1_tokens")
     genes = list(v1_tokens)[100:160]
     medians_tsv = write_medians(tmp_path / "gene_medians.tsv", {gene: 2.0 for gene in genes})
-    build_reference("corpus", "geneformer_v1", medians_tsv, False, **reference_outputs(tmp_path))
+    reference(tmp_path, "corpus", "geneformer_v1", medians_tsv, False)
     tokens, used = read_reference(tmp_path)
     assert tokens == v1_tokens
     assert list(used) == genes
@@ -160,7 +173,7 @@ def test_token_dictionary_path_and_v1_medians(tmp_path):
     pd.DataFrame({"token": ["<pad>", "<mask>", "<cls>", "<eos>"] + genes, "token_id": range(34)}).to_csv(
         path, sep="\t", index=False
     )
-    build_reference("geneformer_v1", str(path), None, True, **reference_outputs(tmp_path))
+    reference(tmp_path, "geneformer_v1", str(path), None, True)
     tokens, used = read_reference(tmp_path)
     assert tokens["<cls>"] == 2 and tokens[genes[0]] == 4
     assert used == {gene: v1_medians[gene] for gene in genes}
@@ -168,7 +181,7 @@ def test_token_dictionary_path_and_v1_medians(tmp_path):
 
 def test_special_tokens_need_cls_and_eos(tmp_path):
     with pytest.raises(InputError, match="<cls> and <eos>"):
-        build_reference("geneformer_v1", "geneformer_v1", None, True, **reference_outputs(tmp_path))
+        reference(tmp_path, "geneformer_v1", "geneformer_v1", None, True)
     assert not (tmp_path / "token_dictionary.tsv").exists()
 
 
@@ -178,11 +191,11 @@ def test_dictionaries_sharing_few_genes_are_refused(tmp_path):
     genes = [f"ENSG9{i:010d}" for i in range(40)] + sorted(load_median_dictionary("geneformer_v1_medians"))[:5]
     pd.DataFrame({"token": ["<pad>", "<mask>"] + genes, "token_id": range(47)}).to_csv(path, sep="\t", index=False)
     with pytest.raises(InputError, match="share only 5 genes") as caught:
-        build_reference("geneformer_v1", str(path), None, False, **reference_outputs(tmp_path))
+        reference(tmp_path, "geneformer_v1", str(path), None, False)
     assert "V1 with V1" in str(caught.value)
     assert not (tmp_path / "token_dictionary.tsv").exists() and not (tmp_path / "medians_used.tsv").exists()
 
 
 def test_corpus_needs_computed_medians(tmp_path):
     with pytest.raises(InputError, match="reference.token_dictionary"):
-        build_reference("geneformer_v1", "corpus", None, False, **reference_outputs(tmp_path))
+        reference(tmp_path, "geneformer_v1", "corpus", None, False)

@@ -19,6 +19,7 @@ from workflow_scripts.core.config import load_config
 from workflow_scripts.core.encoder import token_states
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import geneformer_config, new_masked_lm
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.finetune.finetuning import fine_tune, save_model
 from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.perturb.figures import plot_perturbation
@@ -33,6 +34,7 @@ from workflow_scripts.perturb.perturbation import (
 )
 from workflow_scripts.perturb.settings import PerturbationSettings
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
+from workflow_scripts.reference.settings import ReferenceSettings
 from workflow_scripts.simulate.datasets import cardiomyocytes
 from workflow_scripts.simulate.settings import SimulationSettings
 from workflow_scripts.simulate.simulator import simulate_dataset
@@ -419,10 +421,13 @@ def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypa
     for name in ("corpus", "cardiomyocytes"):
         simulate_dataset(name, SimulationSettings.from_config(config["simulation"]), seed, tmp_path / f"{name}.h5ad",
                          tmp_path / f"{name}.truth.json")
-    compute_gene_medians(tmp_path / "corpus.h5ad", tmp_path / "medians.tsv", 500)
-    build_reference("corpus", "corpus", tmp_path / "medians.tsv", False, tmp_path / "tokens.tsv", tmp_path / "used.tsv")
+    tokenizer = TokenizerSettings(model_input_size=64, special_tokens=False, chunk_size=500)
+    compute_gene_medians(tmp_path / "corpus.h5ad", tmp_path / "medians.tsv", tokenizer)
+    build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), tokenizer, tmp_path / "medians.tsv",
+                    tmp_path / "tokens.tsv", tmp_path / "used.tsv")
     tokenize_dataset(tmp_path / "cardiomyocytes.h5ad", tmp_path / "tokens.tsv", tmp_path / "used.tsv",
-                     tmp_path / "cells.dataset", 64, False, 600, ["disease"], 50)
+                     tmp_path / "cells.dataset", TokenizerSettings(model_input_size=64, special_tokens=False, chunk_size=600),
+                     ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10), ["disease"])
 
     from workflow_scripts.core.batching import load_tokenized
 

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import pickle
 import threading
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -24,6 +25,7 @@ from workflow_scripts.core.dictionaries import (
 )
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.prepare.readers import prepare_dataset
+from workflow_scripts.prepare.settings import DatasetSettings
 
 
 @pytest.fixture
@@ -43,10 +45,15 @@ def user_h5ad(tmp_path):
     return path, counts
 
 
+def user_dataset(path: Path, options: dict | None = None) -> DatasetSettings:
+    """A `datasets` entry of source h5ad (format anndata), as the prepare rule passes it."""
+    return DatasetSettings(source="h5ad", path=str(path), format="anndata", files={}, options=options or {})
+
+
 def test_user_h5ad_becomes_canonical(tmp_path, user_h5ad):
     path, counts = user_h5ad
     output = tmp_path / "prepared.h5ad"
-    prepare_dataset("anndata", {"h5ad": str(path)}, ["cell_type", "donor"], {}, output)
+    prepare_dataset(user_dataset(path), {"h5ad": str(path)}, ["cell_type", "donor"], output)
     prepared = ad.read_h5ad(output)
     names = load_gene_name_dictionary()
     assert prepared.X.dtype == np.int32 and list(prepared.obs.columns[:2]) == ["cell_type", "donor"]
@@ -56,15 +63,14 @@ def test_user_h5ad_becomes_canonical(tmp_path, user_h5ad):
     assert check_counts_file(output, 16)["n_cells"] == 40
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (dict(format="loom"), "unknown format"),
-    (dict(inputs={}), "lack"),
-    (dict(options={"drug": "Nutlin"}), "unknown option"),
-    (dict(obs_columns=["disease"]), "disease"),
+@pytest.mark.parametrize(("arguments", "options", "message"), [
+    (dict(inputs={}), {}, "lack"),
+    ({}, {"drug": "Nutlin"}, "unknown option"),
+    (dict(obs_columns=["disease"]), {}, "disease"),
 ])
-def test_bad_preparation_requests_are_refused(tmp_path, user_h5ad, arguments, message):
+def test_bad_preparation_requests_are_refused(tmp_path, user_h5ad, arguments, options, message):
     path, _ = user_h5ad
-    request = dict(format="anndata", inputs={"h5ad": str(path)}, obs_columns=["cell_type"], options={},
+    request = dict(settings=user_dataset(path, options), inputs={"h5ad": str(path)}, obs_columns=["cell_type"],
                    output_h5ad=tmp_path / "out.h5ad") | arguments
     with pytest.raises(InputError, match=message):
         prepare_dataset(**request)

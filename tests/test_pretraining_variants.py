@@ -29,13 +29,19 @@ from workflow_scripts.core.model import (
     new_masked_lm,
     parameter_count,
 )
+from workflow_scripts.core.sections import TokenizerSettings
 from workflow_scripts.pretrain.pretraining import (
     SUMMARY_FILE,
     pretrain_model,
 )
+from workflow_scripts.pretrain.settings import (
+    ModelSettings,
+    PretrainingSettings,
+    model_to_pretrain,
+)
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
-MODEL = {**{key: value for key, value in CONFIG["model"].items() if key not in ("checkpoint", "download")},
+MODEL = {**model_to_pretrain(CONFIG["model"]),
          "num_hidden_layers": 3, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32}
 V, P = 50, 32  # vocabulary, positions
 MODEL_SHAPE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
@@ -119,8 +125,10 @@ def test_albert_pretrained_with_pathway_masking_loads_through_hugging_face_and_t
     masking = {**CONFIG["pretraining"]["masking"], "strategy": "pathway", "schedule": "linear"}
     pretraining = {**CONFIG["pretraining"], "epochs": 2, "batch_size": 16, "warmup_steps": 2, "masking": masking}
     out = corpus / "albert"
-    pretrain_model(corpus / "cells.dataset", corpus / "tokens.tsv", model, pretraining, P, 0, 1, out,
-                   gene_sets_gmt=str(corpus / "sets.gmt"))
+    tokenizer = TokenizerSettings(**{**CONFIG["tokenizer"], "model_input_size": P})
+    settings = PretrainingSettings.from_config(pretraining)
+    pretrain_model(corpus / "cells.dataset", corpus / "tokens.tsv", ModelSettings.from_config(model), settings,
+                   tokenizer, settings.masking, 0, 1, out, gene_sets_gmt=str(corpus / "sets.gmt"))
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["architecture"] == "albert" and summary["masking"]["strategy"] == "pathway"
     assert summary["parameters"] == albert_mlm_parameters(V, P, 8, 16, 1, 32)

@@ -83,7 +83,8 @@ def test_every_job_is_tuned_before_its_command_runs(tmp_path):
     environment.pop("WORKFLOW_PROCESS_TUNING", None)
     result = subprocess.run(
         [sys.executable, "-m", "workflow_scripts", "medians", "--h5ad-path", str(tmp_path / "missing.h5ad"),
-         "--output-tsv", str(tmp_path / "m.tsv"), "--chunk-size", "10"],
+         "--output-tsv", str(tmp_path / "m.tsv"),
+         "--tokenizer", json.dumps({"model_input_size": 64, "special_tokens": False, "chunk_size": 10})],
         env=environment, capture_output=True, text=True)
     assert result.returncode == 2 and "missing.h5ad" in result.stderr
     if platform.libc_ver()[0] == "glibc":

@@ -24,10 +24,12 @@ from workflow_scripts.core.batching import RaggedTokens
 from workflow_scripts.core.config import load_config
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import geneformer_config, new_masked_lm
+from workflow_scripts.core.sections import TokenizerSettings
 from workflow_scripts.core.training import CHECKPOINT_FILE, resume_dir_of, train
 from workflow_scripts.finetune.finetuning import finetune_fold
 from workflow_scripts.finetune.settings import FinetuningSettings
 from workflow_scripts.pretrain.pretraining import pretrain_model
+from workflow_scripts.pretrain.settings import ModelSettings, PretrainingSettings
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)  # the schema's and config.yaml's settings, with the test's sizes below
 MODEL = {**{key: value for key, value in CONFIG["model"].items() if key not in ("checkpoint", "download")},
@@ -153,7 +155,10 @@ def interrupted_after_step(step):
 
 
 def pretrain(cells, out, settings):
-    pretrain_model(cells / "cells.dataset", cells / "tokens.tsv", MODEL, settings, MODEL_INPUT_SIZE, 0, 1, out)
+    tokenizer = TokenizerSettings(**{**CONFIG["tokenizer"], "model_input_size": MODEL_INPUT_SIZE})
+    pretraining = PretrainingSettings.from_config(settings)
+    pretrain_model(cells / "cells.dataset", cells / "tokens.tsv", ModelSettings.from_config(MODEL), pretraining,
+                   tokenizer, pretraining.masking, 0, 1, out)
 
 
 PRETRAINED_OUTPUTS = ["model.safetensors", "training_log.tsv"]

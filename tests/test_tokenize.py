@@ -18,6 +18,7 @@ from workflow_scripts.core.dictionaries import (
     load_token_dictionary,
 )
 from workflow_scripts.core.errors import InputError
+from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 from workflow_scripts.tokenization import tokenizer as tokenize_module
 from workflow_scripts.tokenization.tokenizer import (
     ordered_map,
@@ -74,11 +75,20 @@ def tied_dataset(n_cells: int = 57, n_genes: int = 40, seed: int = 0):
     return dense, gene_ids, tokens, medians
 
 
-def tokenize(tmp_path: Path, h5ad: Path, tokens, medians, **settings) -> datasets.Dataset:
+def settings(model_input_size: int = 2048, special_tokens: bool = False, chunk_size: int = 5) -> TokenizerSettings:
+    return TokenizerSettings(model_input_size=model_input_size, special_tokens=special_tokens, chunk_size=chunk_size)
+
+
+def checks(min_genes_in_vocabulary: int = 1) -> ChecksSettings:
+    return ChecksSettings(min_genes_in_vocabulary=min_genes_in_vocabulary, min_genes_per_class=2)
+
+
+def tokenize(tmp_path: Path, h5ad: Path, tokens, medians, obs_columns: tuple[str, ...] = (), threads: int = 1,
+             min_genes_in_vocabulary: int = 1, **tokenizer) -> datasets.Dataset:
+    """tokenize_dataset with `tokenizer` keys changed from settings()'s."""
     token_tsv, medians_tsv = write_dictionaries(tmp_path, tokens, medians)
-    arguments = {"model_input_size": 2048, "special_tokens": False, "chunk_size": 5, "obs_columns": [],
-                 "min_genes_in_vocabulary": 1} | settings
-    tokenize_dataset(h5ad, token_tsv, medians_tsv, tmp_path / "cells.dataset", **arguments)
+    tokenize_dataset(h5ad, token_tsv, medians_tsv, tmp_path / "cells.dataset", settings(**tokenizer),
+                     checks(min_genes_in_vocabulary), list(obs_columns), threads)
     return datasets.load_from_disk(str(tmp_path / "cells.dataset"))
 
 
@@ -160,8 +170,7 @@ def test_geneformer_v1_dictionaries(tmp_path):
     h5ad = write_counts(tmp_path / "cells.h5ad", dense, genes)
     tokenize_dataset(
         h5ad, builtin_path(BUILTIN["geneformer_v1_tokens"]), builtin_path(BUILTIN["geneformer_v1_medians"]),
-        tmp_path / "v1.dataset", model_input_size=64, special_tokens=False, chunk_size=7, obs_columns=[],
-        min_genes_in_vocabulary=100,
+        tmp_path / "v1.dataset", settings(model_input_size=64, chunk_size=7), checks(100), obs_columns=[],
     )
     dataset = datasets.load_from_disk(str(tmp_path / "v1.dataset"))
     expected = reference_tokenize(dense, dense.sum(axis=1) + 3.0, genes, tokens, medians, 64, False)

@@ -24,8 +24,8 @@ from ..core.config import (
 )
 from ..core.errors import InputError
 from ..core.outputs import atomic_path
+from ..pretrain.settings import CHECKPOINT_KEYS, model_to_pretrain
 
-CHECKPOINT_KEYS = ("checkpoint", "download")  # a variant is pretrained here: these do not apply
 SUMMARY_FILE = "pretraining_summary.json"  # as pretrain.SUMMARY_FILE (not imported: that module needs torch)
 
 
@@ -41,8 +41,7 @@ def variant_settings(config: dict[str, Any], variant: str) -> dict[str, dict[str
     if given:
         raise InputError(f"{where}.model", f"sets {given}, but ablation variants are pretrained here",
                          "remove them (fine-tune a given checkpoint with model.checkpoint instead)")
-    model = deep_merge({key: value for key, value in config["model"].items() if key not in CHECKPOINT_KEYS},
-                       entry.get("model", {}))
+    model = deep_merge(model_to_pretrain(config["model"]), entry.get("model", {}))
     pretraining = deep_merge(deep_merge(config["pretraining"], config["ablation"]["pretraining"]),
                              entry.get("pretraining", {}))
     properties = load_schema()["properties"]

@@ -17,6 +17,7 @@ PICKLE_SUFFIXES = (".pickle", ".pkl")
 PRETRAINED_MODEL = "results/pretrained_model"
 DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
 SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
+SIMULATED_GENE_SETS = "results/data/gene_sets.gmt"  # the simulator's gene programs, as a GMT file
 SIMULATED = "simulated"
 
 

@@ -19,6 +19,7 @@ from ..core.errors import InputError
 from ..core.folds import select_cells
 from ..core.genes import labels_in_vocabulary, read_gene_labels, require_genes_per_class
 from ..core.outputs import write_json
+from ..core.sections import ChecksSettings, TokenizerSettings
 
 
 def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any]) -> dict[str, int]:
@@ -78,22 +79,22 @@ def check_gene_labels(gene_labels_tsv: str | Path, gene_ids: np.ndarray, source:
 
 
 def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path: str | Path,
-                     token_dictionary_tsv: str | Path, medians_tsv: str | Path, min_genes_in_vocabulary: int,
-                     chunk_size: int, model_input_size: int, output_json: str | Path,
-                     checkpoint: str | None = None, gene_labels_tsv: str | None = None,
-                     min_genes_per_class: int = 2) -> None:
+                     token_dictionary_tsv: str | Path, medians_tsv: str | Path, tokenizer: TokenizerSettings,
+                     checks: ChecksSettings, output_json: str | Path, checkpoint: str | None = None,
+                     gene_labels_tsv: str | None = None) -> None:
     """Run every preflight check of one experiment and write what was found."""
     source = str(h5ad_path)
-    shape = check_counts_file(h5ad_path, chunk_size)
+    shape = check_counts_file(h5ad_path, tokenizer.chunk_size)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
     gene_ids = read_gene_ids(h5ad_path)
-    overlap = check_vocabulary(gene_ids, source, tokens, load_median_dictionary(str(medians_tsv)), min_genes_in_vocabulary)
+    overlap = check_vocabulary(gene_ids, source, tokens, load_median_dictionary(str(medians_tsv)),
+                               checks.min_genes_in_vocabulary)
     if experiment["task"] == "gene_classification":
         if not gene_labels_tsv:
             raise InputError(f"experiment {experiment_name}", "is a gene task without a gene label file",
                              "pass the experiment's gene_labels file")
         found = {"gene_labels": check_gene_labels(gene_labels_tsv, gene_ids, source, tokens, experiment["n_folds"],
-                                                  min_genes_per_class)}
+                                                  checks.min_genes_per_class)}
     else:
         obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
         found = {"class_sizes": check_labels(obs, source, experiment)}
@@ -102,6 +103,6 @@ def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path
             check_checkpoint,  # torch and transformers: 3 s of imports only this check needs
         )
 
-        check_checkpoint(checkpoint, len(tokens), model_input_size)
+        check_checkpoint(checkpoint, len(tokens), tokenizer.model_input_size)
     write_json({"experiment": experiment_name, "file": source, **shape, **found,
                 "genes_in_vocabulary": overlap, "checkpoint": checkpoint}, output_json)

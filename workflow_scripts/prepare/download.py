@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..core.errors import InputError
 from ..core.outputs import write_tsv
+from .settings import DownloadSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,10 @@ class _PermanentHTTPError(Exception):
     """An HTTP answer that retrying will not change (404, 403, ...)."""
 
 
-def download_file(url: str, output: str | Path, sha256: str | None = None, size: int | None = None,
-                  checksum_record: str | Path | None = None, retries: int = 5, backoff_seconds: float = 2.0,
-                  timeout_seconds: float = 60.0) -> str:
-    """Download `url` to `output` (resuming `<output>.part`), verify it, and return its sha256."""
+def download_file(settings: DownloadSettings, output: str | Path, checksum_record: str | Path | None = None,
+                  retries: int = 5, backoff_seconds: float = 2.0, timeout_seconds: float = 60.0) -> str:
+    """Download settings.url to `output` (resuming `<output>.part`), verify it, and return its sha256."""
+    url, sha256, size = settings.url, settings.sha256, settings.size
     output = Path(output)
     part = output.with_name(output.name + ".part")
     recorded = sha256 is None and checksum_record is not None

@@ -32,6 +32,7 @@ from ..core.dictionaries import (
 from ..core.errors import InputError
 from ..core.labels import DOSAGE_INSENSITIVE, DOSAGE_SENSITIVE, dose_label
 from ..core.outputs import atomic_path, write_tsv
+from .settings import DatasetSettings
 
 log = logging.getLogger(__name__)
 
@@ -628,24 +629,22 @@ PREPARERS = {
 }
 
 
-def prepare_dataset(format: str, inputs: dict[str, str], obs_columns: list[str], options: dict,
+def prepare_dataset(settings: DatasetSettings, inputs: dict[str, str], obs_columns: list[str],
                     output_h5ad: str | Path) -> None:
     """Turn one source (the user's h5ad, or a downloaded dataset) into the canonical h5ad the workflow
-    reads. `options` are the preparer's keyword arguments (e.g. drug for sciplex2_geo); every
-    `obs_columns` entry an experiment uses must be present afterwards."""
-    if format not in PREPARERS:
-        raise InputError("datasets.*.format", f"unknown format '{format}'", f"use one of {sorted(PREPARERS)}")
-    preparer, file_parameters = PREPARERS[format]
+    reads, with the preparer of settings.format. settings.options are the preparer's keyword arguments
+    (e.g. drug for sciplex2_geo); every `obs_columns` entry an experiment uses must be present afterwards."""
+    preparer, file_parameters = PREPARERS[settings.format]
     missing = sorted(set(file_parameters) - set(inputs))
     if missing:
-        raise InputError(f"{format} inputs", f"lack {missing}", f"give the files {sorted(file_parameters)}")
+        raise InputError(f"{settings.format} inputs", f"lack {missing}", f"give the files {sorted(file_parameters)}")
     parameters = inspect.signature(preparer).parameters
     fixed = {"obs_columns", "gene_name_to_ensembl", *file_parameters.values()}
-    unknown = sorted(set(options) - (set(parameters) - fixed))
+    unknown = sorted(set(settings.options) - (set(parameters) - fixed))
     if unknown:
-        raise InputError(f"{format} options", f"unknown option(s) {unknown}",
+        raise InputError(f"{settings.format} options", f"unknown option(s) {unknown}",
                          f"use among {sorted(set(parameters) - fixed)}")
-    arguments = {parameter: inputs[key] for key, parameter in file_parameters.items()} | options
+    arguments = {parameter: inputs[key] for key, parameter in file_parameters.items()} | settings.options
     if "gene_name_to_ensembl" in parameters:
         arguments["gene_name_to_ensembl"] = load_gene_name_dictionary()
     if "obs_columns" in parameters:

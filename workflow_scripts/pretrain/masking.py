@@ -21,9 +21,8 @@ losses always use the random strategy at the constant `mask_probability`, so run
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,26 +34,27 @@ from ..core.dictionaries import (
     map_gene_symbols,
 )
 from ..core.errors import InputError
+from .settings import MaskingSettings
 
 log = logging.getLogger(__name__)
 
-SIMULATED_GENE_SETS = "simulated"  # pretraining.masking.gene_sets: the simulator's gene programs
+SIMULATED_PROGRAMS = "simulated"  # pretraining.masking.gene_sets: the simulator's gene programs
 
 
-def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, settings: dict[str, Any], mask_id: int,
+def mask_tokens(input_ids: torch.Tensor, maskable: torch.Tensor, settings: MaskingSettings, mask_id: int,
                 gene_ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (corrupted input ids, selected positions) for BERT-style masking: every maskable token
-    selected with probability settings['mask_probability'], then corrupted (see `corrupt`)."""
-    selected = (torch.rand(input_ids.shape, generator=generator) < settings["mask_probability"]) & maskable
+    selected with probability settings.mask_probability, then corrupted (see `corrupt`)."""
+    selected = (torch.rand(input_ids.shape, generator=generator) < settings.mask_probability) & maskable
     return corrupt(input_ids, selected, settings, mask_id, gene_ids, generator), selected
 
 
-def corrupt(input_ids: torch.Tensor, selected: torch.Tensor, settings: dict[str, Any], mask_id: int,
+def corrupt(input_ids: torch.Tensor, selected: torch.Tensor, settings: MaskingSettings, mask_id: int,
             gene_ids: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Selected tokens: <mask> (mask_token_fraction), a random gene (random_token_fraction), or kept."""
     action = torch.rand(input_ids.shape, generator=generator)
-    to_mask = selected & (action < settings["mask_token_fraction"])
-    to_random = selected & ~to_mask & (action < settings["mask_token_fraction"] + settings["random_token_fraction"])
+    to_mask = selected & (action < settings.mask_token_fraction)
+    to_random = selected & ~to_mask & (action < settings.mask_token_fraction + settings.random_token_fraction)
     corrupted = input_ids.clone()
     corrupted[to_mask] = mask_id
     random_picks = torch.randint(len(gene_ids), input_ids.shape, generator=generator)
@@ -62,18 +62,18 @@ def corrupt(input_ids: torch.Tensor, selected: torch.Tensor, settings: dict[str,
     return corrupted
 
 
-def masking_rate(settings: dict[str, Any], progress: float) -> float:
+def masking_rate(settings: MaskingSettings, progress: float) -> float:
     """The selection probability once `progress` (0 at the start, 1 at the end) of training is done."""
-    if settings["schedule"] == "constant":
-        return settings["mask_probability"]
+    if settings.schedule == "constant":
+        return settings.mask_probability
     progress = min(max(progress, 0.0), 1.0)
-    return settings["start_probability"] + (settings["end_probability"] - settings["start_probability"]) * progress
+    return settings.start_probability + (settings.end_probability - settings.start_probability) * progress
 
 
-def evaluation_settings(settings: dict[str, Any]) -> dict[str, Any]:
+def evaluation_settings(settings: MaskingSettings) -> MaskingSettings:
     """The same corruption mix, random selection at the constant mask_probability: what held-out
     losses use, so that a strategy or schedule does not change the yardstick."""
-    return {**settings, "strategy": "random", "schedule": "constant"}
+    return replace(settings, strategy="random", schedule="constant")
 
 
 # --- gene sets ---------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def select_gene_sets(input_ids: torch.Tensor, maskable: torch.Tensor, gene_sets:
 class Masking:
     """A strategy bound to a vocabulary: call it on a batch to get (corrupted ids, selected positions)."""
 
-    settings: dict[str, Any]
+    settings: MaskingSettings
     mask_id: int
     gene_ids: torch.Tensor
     maskable_lookup: torch.Tensor
@@ -171,21 +171,21 @@ class Masking:
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator,
                  probability: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         maskable = self.maskable_lookup[input_ids] & attention_mask.bool()
-        settings = self.settings if probability is None else {**self.settings, "mask_probability": probability}
-        if self.settings["strategy"] == "random":
+        settings = self.settings if probability is None else replace(self.settings, mask_probability=probability)
+        if self.settings.strategy == "random":
             return mask_tokens(input_ids, maskable, settings, self.mask_id, self.gene_ids, generator)
-        selected = select_gene_sets(input_ids, maskable, self.gene_sets, settings["mask_probability"], generator)
+        selected = select_gene_sets(input_ids, maskable, self.gene_sets, settings.mask_probability, generator)
         return corrupt(input_ids, selected, settings, self.mask_id, self.gene_ids, generator), selected
 
 
-def check_masking_settings(settings: dict[str, Any], source: str = "pretraining.masking") -> None:
+def check_masking_settings(settings: MaskingSettings, source: str = "pretraining.masking") -> None:
     """Refuse what the schema cannot: corruption fractions summing to more than 1."""
-    if settings["mask_token_fraction"] + settings["random_token_fraction"] > 1:
-        raise InputError(source, f"mask_token_fraction {settings['mask_token_fraction']} + random_token_fraction "
-                         f"{settings['random_token_fraction']} > 1", "make the two fractions sum to at most 1")
+    if settings.mask_token_fraction + settings.random_token_fraction > 1:
+        raise InputError(source, f"mask_token_fraction {settings.mask_token_fraction} + random_token_fraction "
+                         f"{settings.random_token_fraction} > 1", "make the two fractions sum to at most 1")
 
 
-def build_masking(settings: dict[str, Any], vocabulary: dict[str, int], gene_sets_gmt: str | Path | None = None
+def build_masking(settings: MaskingSettings, vocabulary: dict[str, int], gene_sets_gmt: str | Path | None = None
                   ) -> Masking:
     """The masking `settings` (pretraining.masking) describe, over `vocabulary` (token -> id)."""
     check_masking_settings(settings)
@@ -194,9 +194,9 @@ def build_masking(settings: dict[str, Any], vocabulary: dict[str, int], gene_set
     maskable_lookup = torch.ones(max(vocabulary.values()) + 1, dtype=torch.bool)
     maskable_lookup[list(special_ids)] = False
     gene_sets = None
-    if settings["strategy"] == "pathway":
+    if settings.strategy == "pathway":
         if gene_sets_gmt is None:
             raise InputError("pretraining.masking.gene_sets", "pathway masking needs a gene set file",
-                             f"set gene_sets to a GMT file or {SIMULATED_GENE_SETS!r}")
+                             f"set gene_sets to a GMT file or {SIMULATED_PROGRAMS!r}")
         gene_sets = gene_sets_for_vocabulary(read_gmt(gene_sets_gmt), vocabulary, str(gene_sets_gmt))
     return Masking(settings, vocabulary[MASK_TOKEN], gene_ids, maskable_lookup, gene_sets)

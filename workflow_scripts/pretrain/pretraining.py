@@ -14,7 +14,6 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +31,10 @@ from ..core.model import (
     pick_device,
 )
 from ..core.outputs import atomic_path, write_tsv
+from ..core.sections import TokenizerSettings
 from ..core.training import discard_checkpoints, resume_dir_of, train
 from .masking import Masking, build_masking, evaluation_settings, masking_rate
+from .settings import MaskingSettings, ModelSettings, PretrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,34 +49,35 @@ def masked_lm_loss(model, corrupted: torch.Tensor, attention_mask: torch.Tensor,
     return F.cross_entropy(logits.float(), original[selected])
 
 
-def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, model: dict[str, Any],
-                   pretraining: dict[str, Any], model_input_size: int, seed: int, threads: int,
-                   output_dir: str | Path, gpus: int | None = None, gene_sets_gmt: str | None = None,
-                   evaluation_masking: dict[str, Any] | None = None) -> None:
+def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, model: ModelSettings,
+                   pretraining: PretrainingSettings, tokenizer: TokenizerSettings, evaluation_masking: MaskingSettings,
+                   seed: int, threads: int, output_dir: str | Path, gpus: int | None = None,
+                   gene_sets_gmt: str | None = None) -> None:
     """Pretrain from scratch and save with save_pretrained (safetensors) beside its token dictionary.
 
-    `gpus`: the GPUs the job reserved (see model.pick_device). Under torchrun every process trains
-    (and computes the validation loss); rank 0 alone writes. `gene_sets_gmt`: the gene sets of pathway
-    masking. `evaluation_masking`: the masking settings of the held-out loss (random selection at their
-    constant rate, see masking.evaluation_settings); default the training's own, so that an ablation
-    can score every variant on the same corrupted cells."""
+    The model's input size is tokenizer.model_input_size. `evaluation_masking`: the masking settings of
+    the held-out loss (random selection at their constant rate, see masking.evaluation_settings): the
+    training's own, or in an ablation the masking every variant shares, so that all are scored on the
+    same corrupted cells. `gpus`: the GPUs the job reserved (see model.pick_device). Under torchrun every
+    process trains (and computes the validation loss); rank 0 alone writes. `gene_sets_gmt`: the gene
+    sets of pathway masking."""
     torch.set_num_threads(threads)
     tokens, _ = load_tokenized(tokenized_dir)
     vocabulary = load_token_dictionary(str(token_dictionary_tsv))
-    masking = build_masking(pretraining["masking"], vocabulary, gene_sets_gmt)
-    evaluation = build_masking(evaluation_settings(evaluation_masking or pretraining["masking"]), vocabulary)
+    masking = build_masking(pretraining.masking, vocabulary, gene_sets_gmt)
+    evaluation = build_masking(evaluation_settings(evaluation_masking), vocabulary)
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(tokens))
-    n_validation = max(1, int(round(len(tokens) * pretraining["validation_fraction"])))
+    n_validation = max(1, int(round(len(tokens) * pretraining.validation_fraction)))
     validation_rows, training_rows = np.sort(order[:n_validation]), order[n_validation:]
     device = pick_device(gpus)
-    network = new_masked_lm(geneformer_config(model, len(vocabulary), model_input_size), seed)
+    network = new_masked_lm(geneformer_config(model.as_dict(), len(vocabulary), tokenizer.model_input_size), seed)
     generator = torch.Generator().manual_seed(seed)
     cells_seen = [0]  # the masking schedule's clock: cells trained on so far, by this process
 
     def loss_of_batch(net, input_ids, attention_mask, rows):
-        rate = masking_rate(pretraining["masking"], cells_seen[0] / cells_per_process)
+        rate = masking_rate(pretraining.masking, cells_seen[0] / cells_per_process)
         cells_seen[0] += len(rows)
         corrupted, selected = masking(input_ids.cpu(), attention_mask.cpu(), generator, rate)
         return masked_lm_loss(net, corrupted.to(device), attention_mask, input_ids, selected.to(device))
@@ -85,8 +87,8 @@ def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, 
 
     start = time.perf_counter()
     with distributed_context(device) as context:
-        cells_per_process = len(training_rows) * pretraining["epochs"] / context.world_size
-        training_log = train(network, tokens, training_rows, loss_of_batch, pretraining, seed, device, None,
+        cells_per_process = len(training_rows) * pretraining.epochs / context.world_size
+        training_log = train(network, tokens, training_rows, loss_of_batch, pretraining.as_dict(), seed, device, None,
                              on_epoch_end=validation_loss, resume_dir=resume_dir_of(output_dir),
                              generators=[generator], loss_state=cells_seen)
     seconds = time.perf_counter() - start
@@ -97,7 +99,7 @@ def pretrain_model(tokenized_dir: str | Path, token_dictionary_tsv: str | Path, 
                "heldout_mlm_loss": float(training_log["validation_loss"].dropna().iloc[-1]),
                "pretrain_seconds": round(seconds, 2), "steps": len(training_log),
                "training_cells": len(training_rows), "validation_cells": len(validation_rows),
-               "masking": pretraining["masking"], "evaluation_masking": evaluation.settings}
+               "masking": pretraining.masking.as_dict(), "evaluation_masking": evaluation.settings.as_dict()}
     with atomic_path(output_dir) as temporary:
         temporary.mkdir()
         write_tsv(training_log, temporary / "training_log.tsv")

@@ -42,6 +42,8 @@ from ..core.dictionaries import (
 )
 from ..core.errors import InputError
 from ..core.outputs import write_tsv
+from ..core.sections import TokenizerSettings
+from .settings import ReferenceSettings
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +174,9 @@ def nonzero_medians(h5ad_path: str | Path, chunk_size: int, n_genes: int) -> tup
     return medians, n_nonzero
 
 
-def compute_gene_medians(h5ad_path: str | Path, output_tsv: str | Path, chunk_size: int) -> None:
-    """Write ensembl_id, median, n_cells_detected for every gene detected in the file."""
+def compute_gene_medians(h5ad_path: str | Path, output_tsv: str | Path, tokenizer: TokenizerSettings) -> None:
+    """Write ensembl_id, median, n_cells_detected for every gene detected in the file (streamed in
+    chunks of tokenizer.chunk_size cells)."""
     gene_ids = read_gene_ids(h5ad_path)
     duplicated = pd.Index(gene_ids)[pd.Index(gene_ids).duplicated()].unique()
     if duplicated.size:
@@ -183,7 +186,7 @@ def compute_gene_medians(h5ad_path: str | Path, output_tsv: str | Path, chunk_si
             "so a median per gene is ambiguous",
             "sum or drop duplicated genes so that each Ensembl ID has one column",
         )
-    medians, n_detected = nonzero_medians(h5ad_path, chunk_size, gene_ids.size)
+    medians, n_detected = nonzero_medians(h5ad_path, tokenizer.chunk_size, gene_ids.size)
     detected = n_detected > 0
     log.info(
         "%d of %d genes of %s are never detected and have no median; they are left out of %s",
@@ -225,10 +228,9 @@ def _load_reference_tokens(
 
 
 def build_reference(
-    medians_source: str,
-    token_dictionary_source: str,
+    settings: ReferenceSettings,
+    tokenizer: TokenizerSettings,
     computed_medians_tsv: str | Path | None,
-    special_tokens: bool,
     output_token_dictionary: str | Path,
     output_medians: str | Path,
 ) -> None:
@@ -236,12 +238,13 @@ def build_reference(
 
     The token dictionary is written whole, so a published checkpoint's embedding rows keep lining
     up with their genes; medians_used.tsv holds only genes that have both a token and a median,
-    which are the genes the tokenizer can encode.
+    which are the genes the tokenizer can encode. `computed_medians_tsv`: the corpus medians, which
+    a 'corpus' source needs.
     """
-    tokens = _load_reference_tokens(token_dictionary_source, computed_medians_tsv, special_tokens)
-    medians = _load_reference_medians(medians_source, computed_medians_tsv)
-    sources = f"reference.token_dictionary={token_dictionary_source}, reference.medians={medians_source}"
-    if special_tokens and not {CLS_TOKEN, EOS_TOKEN} <= tokens.keys():
+    tokens = _load_reference_tokens(settings.token_dictionary, computed_medians_tsv, tokenizer.special_tokens)
+    medians = _load_reference_medians(settings.medians, computed_medians_tsv)
+    sources = f"reference.token_dictionary={settings.token_dictionary}, reference.medians={settings.medians}"
+    if tokenizer.special_tokens and not {CLS_TOKEN, EOS_TOKEN} <= tokens.keys():
         raise InputError(
             sources,
             "tokenizer.special_tokens (Geneformer V2 mode) needs <cls> and <eos>, which the token dictionary lacks",

@@ -49,6 +49,7 @@ from ..core.dictionaries import (
 )
 from ..core.errors import InputError
 from ..core.outputs import atomic_path
+from ..core.sections import ChecksSettings, TokenizerSettings
 
 log = logging.getLogger(__name__)
 
@@ -256,23 +257,21 @@ def tokenize_dataset(
     token_dictionary_tsv: str | Path,
     medians_tsv: str | Path,
     output_dir: str | Path,
-    model_input_size: int,
-    special_tokens: bool,
-    chunk_size: int,
+    settings: TokenizerSettings,
+    checks: ChecksSettings,
     obs_columns: list[str],
-    min_genes_in_vocabulary: int,
     threads: int = 1,
 ) -> None:
-    """Rank-value encode every cell of the file into a `datasets` directory (written atomically); chunks are
-    read and written in file order by the calling thread and encoded by `threads` worker threads."""
+    """Rank-value encode every cell of the file into a `datasets` directory (written atomically); chunks of
+    settings.chunk_size cells are read and written in file order by the calling thread and encoded by
+    `threads` worker threads."""
     source = str(h5ad_path)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
-    special = _special_token_ids(tokens, special_tokens, str(token_dictionary_tsv))
-    n_gene_tokens = model_input_size if special is None else model_input_size - 2
-    if n_gene_tokens < 1:
-        raise InputError("tokenizer.model_input_size", f"{model_input_size} leaves no room for genes", "raise it")
+    special = _special_token_ids(tokens, settings.special_tokens, str(token_dictionary_tsv))
+    n_gene_tokens = settings.model_input_size if special is None else settings.model_input_size - 2
     gene_token, gene_median = gene_vocabulary(
-        read_gene_ids(h5ad_path), tokens, load_median_dictionary(str(medians_tsv)), source, min_genes_in_vocabulary
+        read_gene_ids(h5ad_path), tokens, load_median_dictionary(str(medians_tsv)), source,
+        checks.min_genes_in_vocabulary,
     )
     cell_columns = _cell_columns(read_obs(h5ad_path), obs_columns, source)
     schema = pa.schema(
@@ -290,7 +289,7 @@ def tokenize_dataset(
     with atomic_path(output_dir) as temporary:
         cells_file = temporary.parent / "cells.arrow"
         with pa.OSFile(str(cells_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            chunks = iter_count_chunks(h5ad_path, chunk_size, progress="tokenize")
+            chunks = iter_count_chunks(h5ad_path, settings.chunk_size, progress="tokenize")
             for batch, n_genes in ordered_map(encoded_batch, chunks, threads):
                 writer.write_batch(batch)
                 n_cells += n_genes.size
