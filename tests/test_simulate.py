@@ -50,7 +50,7 @@ COMMON_TYPES = ("alpha", "beta", "ductal", "acinar")
 
 @pytest.fixture(scope="module")
 def simulation() -> SimulationSettings:
-    """The small settings with every other key filled from config/schema.yaml defaults."""
+    """The small settings with every other key filled from the schema's defaults."""
     return SimulationSettings.from_config(load_config(DEFAULT_CONFIG_PATH, overrides={"simulation": SMALL})["simulation"])
 
 

@@ -135,8 +135,8 @@ def ranked_tokens(
 
 def _sort_by_runs_of_cells(key: np.ndarray, genes_per_cell: np.ndarray) -> None:
     """Sort keys led by their cell, in place, run of whole cells by run: the same result as one sort of
-    the array, since no key moves past its cell, but 1.1-1.2x faster on a chunk (runs of
-    `SORT_RUN_ENTRIES` sort in cache; a chunk's megabytes of keys do not)."""
+    the array, since no key moves past its cell, but faster (runs of `SORT_RUN_ENTRIES` sort in
+    cache; a chunk's megabytes of keys do not; benchmarks/README.md)."""
     cell_ends = np.cumsum(genes_per_cell)
     run_ends = np.unique(cell_ends[np.searchsorted(cell_ends, np.arange(SORT_RUN_ENTRIES, key.size, SORT_RUN_ENTRIES))])
     start = 0
@@ -173,7 +173,7 @@ def rank_value_encode(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Token ids of the chunk's cells, concatenated, and each cell's number of gene tokens."""
     matrix = chunk.matrix
-    # int64 gene indices: numpy gathers with int32 index arrays about 3x slower here
+    # int64 gene indices: numpy gathers with int32 index arrays slower here (benchmarks/README.md)
     genes, counts, genes_per_cell = matrix.indices.astype(np.int64), matrix.data, np.diff(matrix.indptr)
     if (gene_token < 0).any():
         in_vocabulary = gene_token[genes] >= 0
