@@ -1,5 +1,7 @@
 # Gene medians of the pretraining corpus, and the token + median dictionaries the tokenizer uses.
-USES_CORPUS = "corpus" in (config["reference"]["medians"], config["reference"]["token_dictionary"])
+from workflow_scripts.reference.settings import ReferenceSettings
+
+REFERENCE = ReferenceSettings.from_config(config["reference"], "config: reference")
 
 
 rule gene_medians:
@@ -22,7 +24,8 @@ rule gene_medians:
 
 rule reference_dictionaries:
     input:
-        computed=["results/reference/gene_medians.tsv"] if USES_CORPUS else [],
+        computed=["results/reference/gene_medians.tsv"] if REFERENCE.uses_corpus else [],
+        user_files=REFERENCE.user_files,
     output:
         tokens="results/reference/token_dictionary.tsv",
         medians="results/reference/medians_used.tsv",

@@ -108,3 +108,18 @@ def test_perturbation_can_be_switched_off(workdir):
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", "config/config.yaml", "no_perturbation.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "rule perturb" not in result.stdout and "rule finetune_fold" in result.stdout
+
+
+def test_a_users_dictionary_files_are_inputs_of_the_reference_job(workdir):
+    """Editing a user's token dictionary or median file rebuilds the dictionaries (and what follows)."""
+    (workdir / "my_tokens.tsv").write_text("token\ttoken_id\n")
+    (workdir / "my_medians.tsv").write_text("ensembl_id\tmedian\n")
+    (workdir / "reference.yaml").write_text(
+        yaml.safe_dump({"reference": {"token_dictionary": "my_tokens.tsv", "medians": "my_medians.tsv"}}))
+    result = snakemake(workdir, "-n", "results/reference/token_dictionary.tsv", "--configfile", "reference.yaml")
+    assert result.returncode == 0, result.stderr
+    job = result.stdout.split("rule reference_dictionaries:")[1].split("\n\n")[0]
+    assert "input: my_tokens.tsv, my_medians.tsv" in job or "input: my_medians.tsv, my_tokens.tsv" in job, job
+    (workdir / "my_tokens.tsv").unlink()  # a missing user file stops the plan, naming it
+    result = snakemake(workdir, "-n", "results/reference/token_dictionary.tsv", "--configfile", "reference.yaml")
+    assert result.returncode != 0 and "my_tokens.tsv" in result.stdout + result.stderr

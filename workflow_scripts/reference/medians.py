@@ -43,14 +43,13 @@ from ..core.dictionaries import (
 from ..core.errors import InputError
 from ..core.outputs import write_tsv
 from ..core.sections import TokenizerSettings
-from .settings import ReferenceSettings
+from .settings import BUILTIN_REFERENCES, CORPUS, ReferenceSettings
 
 log = logging.getLogger(__name__)
 
 SELECTION_BUDGET = 1 << 23  # numbers held by one selection pass (64 MiB of int64)
 MIN_BINS, MAX_BINS = 16, 1024
 COLLECT_CAP = 128  # values per order statistic left for the final sort; more are narrowed by a histogram first
-BUILTIN_REFERENCES = {"geneformer_v1": ("geneformer_v1_tokens", "geneformer_v1_medians")}
 MIN_SHARED_FRACTION = 0.5  # of the smaller gene set; below this the dictionaries do not belong together
 
 
@@ -207,7 +206,7 @@ def _corpus_medians(computed_medians_tsv: str | Path | None, setting: str) -> di
 
 
 def _load_reference_medians(medians_source: str, computed_medians_tsv: str | Path | None) -> dict[str, float]:
-    if medians_source == "corpus":
+    if medians_source == CORPUS:
         return _corpus_medians(computed_medians_tsv, "reference.medians")
     if medians_source in BUILTIN_REFERENCES:
         return load_median_dictionary(BUILTIN_REFERENCES[medians_source][1])
@@ -218,7 +217,7 @@ def _load_reference_tokens(
     token_dictionary_source: str, computed_medians_tsv: str | Path | None, special_tokens: bool
 ) -> dict[str, int]:
     """'corpus': special tokens first, then every gene with a corpus median in ascending ID order."""
-    if token_dictionary_source == "corpus":
+    if token_dictionary_source == CORPUS:
         genes = sorted(_corpus_medians(computed_medians_tsv, "reference.token_dictionary"))
         specials = [PAD_TOKEN, MASK_TOKEN] + ([CLS_TOKEN, EOS_TOKEN] if special_tokens else [])
         return {token: token_id for token_id, token in enumerate(specials + genes)}
