@@ -6,6 +6,8 @@ workflow_scripts/; this file and rules/ only wire it (see docs/architecture.md).
 
 from snakemake.utils import min_version
 
+from workflow_scripts.core.job_messages import show_job_messages
+
 min_version("9.0")
 
 
@@ -46,3 +48,12 @@ rule all:
         PERTURBATION_FIGURES if PERTURBED else [],
         ["results/tables/perturbation_truth.csv"] if PLANTED_TRUTH else [],
         "docs/results.md",
+
+
+# What jobs said (a failed job's message and fix, this run's warnings), on the terminal, not only in logs/.
+onsuccess:
+    show_job_messages(log)
+
+
+onerror:
+    show_job_messages(log)

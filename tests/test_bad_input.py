@@ -420,6 +420,7 @@ def test_workflow_stops_at_the_preflight_before_any_training(workdir, bench):
     assert "Error in rule check_experiment" in result.stderr, result.stderr[-3000:]
     log = (workdir / "logs/check_experiment/mine_cells.log").read_text()
     assert "results/data/mine.h5ad: obs['cell_type']: only one class (alpha)" in log and "\n  fix: " in log
+    assert "What the jobs said" in result.stderr and "only one class (alpha)" in result.stderr  # on the terminal
     assert not (workdir / "results/preflight/mine_cells.json").exists()
     assert not (workdir / "results/pretrained_model").exists()
     assert not list(workdir.glob("results/mine_cells/*/fold_*"))
