@@ -125,3 +125,18 @@ def test_bad_config_refused_naming_the_key(edit, named):
         validate_config(copy.deepcopy(config))
     assert named in str(error.value)
     assert "fix:" in str(error.value)
+
+
+def test_removing_experiments_drops_what_names_them(caplog):
+    """The README's way to drop an experiment (set it to null) takes its quantization, embedding and
+    perturbation models with it, naming each dropped key, instead of refusing the config."""
+    removed = {"experiments": {"pancreas_celltype": None, "cardiomyopathy_cell_folds": None,
+                               "cardiomyopathy_donor_folds": None}}
+    with caplog.at_level("WARNING", logger="workflow_scripts.core.config"):
+        config = load_config(DEFAULT_CONFIG_PATH, overrides=removed)
+    assert config["quantization"]["models"] == []
+    assert config["embeddings"]["finetuned"] is None and config["perturbation"]["model"] is None
+    assert "quantization.models[0]" in caplog.text and "embeddings.finetuned, perturbation.model" in caplog.text
+    misspelt = {"quantization": {"models": [{"experiment": "pancreas_cell_type", "method": "geneformer_enhanced"}]}}
+    with pytest.raises(InputError, match="quantization.models"):  # a name that never existed is still refused
+        load_config(DEFAULT_CONFIG_PATH, overrides=misspelt)

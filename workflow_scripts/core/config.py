@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import jsonschema
 import yaml
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"  # shipped with the package
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what from_pretrained loads (safely)
@@ -52,8 +55,10 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
         validate,  # Snakemake's validator fills defaults recursively
     )
 
-    for section in ("datasets", "experiments"):  # a preset leaves out an entry of config.yaml by setting it to null
-        for name in [name for name, entry in config.get(section, {}).items() if entry is None]:
+    removed = {section: [name for name, entry in (config.get(section) or {}).items() if entry is None]
+               for section in ("datasets", "experiments")}  # a preset leaves out an entry by setting it to null
+    for section, names in removed.items():
+        for name in names:
             del config[section][name]
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(load_schema()).iter_errors(config))
     if error is not None:
@@ -64,6 +69,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
             "fix or remove the key (config/README.md lists every key with its type and default)",
         )
     validate(config, str(SCHEMA_PATH), set_default=True)
+    drop_what_names_removed(config, removed["datasets"], removed["experiments"], source)
     for name, experiment in config["experiments"].items():
         if experiment["dataset"] not in config["datasets"]:
             raise InputError(
@@ -102,6 +108,31 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                 "add datasets.corpus or point reference.* at geneformer_v1 or a file",
             )
     return config
+
+
+def drop_what_names_removed(config: dict[str, Any], datasets: list[str], experiments: list[str], source: str) -> None:
+    """Quantization models, fine-tuned embeddings, the perturbation model and the embedded dataset that
+    name a dataset or experiment the config removed (set to null) go with it, each named in a warning;
+    a name that never existed is still refused by check_downstream."""
+    dropped = []
+    models = config["quantization"]["models"]
+    for index, model in reversed(list(enumerate(models))):
+        if model["experiment"] in experiments:
+            dropped.append(f"quantization.models[{index}]")
+            del models[index]
+    embeddings, perturbation = config["embeddings"], config["perturbation"]
+    if embeddings["finetuned"] and embeddings["finetuned"]["experiment"] in experiments:
+        dropped.append("embeddings.finetuned")
+        embeddings["finetuned"] = None
+    if embeddings["dataset"] in datasets:
+        dropped.append("embeddings.dataset")
+        embeddings["dataset"] = None
+    if perturbation["model"] and perturbation["model"]["experiment"] in experiments:
+        dropped.append("perturbation.model")
+        perturbation["model"] = None
+    if dropped:
+        log.warning("%s: removed (set to null): %s; the keys naming them are left out too: %s", source,
+                    ", ".join(sorted(datasets + experiments)), ", ".join(sorted(dropped)))
 
 
 def check_checkpoint_download(model: dict[str, Any], where: str) -> None:
