@@ -29,8 +29,9 @@ rule check_experiment:
             f"--checkpoint {WORKFLOW.checkpoint_of(wildcards, input)}" if input.checkpoint else ""
         ),
         gene_labels=lambda wildcards, input: f"--gene-labels-tsv {input.gene_labels}" if input.gene_labels else "",
+        origin=WORKFLOW.dataset_origin,
     shell:
-        "python -m workflow_scripts check --experiment-name {wildcards.experiment}"
+        "python -m workflow_scripts check --experiment-name {wildcards.experiment} --dataset-origin {params.origin:q}"
         " --experiment {params.experiment:q} --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
         " --medians-tsv {input.medians} --tokenizer {params.tokenizer:q} --checks {params.checks:q}"
         " {params.checkpoint} {params.gene_labels} --output-json {output} > {log} 2>&1"

@@ -419,7 +419,8 @@ def test_workflow_stops_at_the_preflight_before_any_training(workdir, bench):
     assert result.returncode != 0
     assert "Error in rule check_experiment" in result.stderr, result.stderr[-3000:]
     log = (workdir / "logs/check_experiment/mine_cells.log").read_text()
-    assert "results/data/mine.h5ad: obs['cell_type']: only one class (alpha)" in log and "\n  fix: " in log
+    assert (f"results/data/mine.h5ad (from {h5ad} (datasets.mine.path)): obs['cell_type'] "
+            "(experiments.mine_cells.label_column): only one class (alpha)") in log and "\n  fix: " in log
     assert "What the jobs said" in result.stderr and "only one class (alpha)" in result.stderr  # on the terminal
     assert not (workdir / "results/preflight/mine_cells.json").exists()
     assert not (workdir / "results/pretrained_model").exists()

@@ -25,10 +25,11 @@ def reference(tmp_path, v1_gene_ids):
     return tokens, medians
 
 
-def run_check(h5ad, reference, output, experiment=EXPERIMENT, minimum=100):
+def run_check(h5ad, reference, output, experiment=EXPERIMENT, minimum=100, origin=None):
     check_experiment("test", experiment, h5ad, reference[0], reference[1],
                      TokenizerSettings(model_input_size=2048, special_tokens=False, chunk_size=64),
-                     ChecksSettings(min_genes_in_vocabulary=minimum, min_genes_per_class=10), output)
+                     ChecksSettings(min_genes_in_vocabulary=minimum, min_genes_per_class=10), output,
+                     dataset_origin=origin)
 
 
 def test_good_input_passes(labelled_h5ad, reference, tmp_path):
@@ -47,12 +48,15 @@ def rewrite(path, edit):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda a: a.obs.drop(columns="cell_type", inplace=True), "obs['cell_type']: column missing"),
+        (lambda a: a.obs.drop(columns="cell_type", inplace=True),
+         "obs['cell_type'] (experiments.test.label_column): column missing"),
         (lambda a: a.obs.drop(columns="n_counts", inplace=True), "n_counts"),
         (lambda a: setattr(a, "X", sp.csr_matrix(a.X.astype(np.float32) * 0.37)), "not raw counts"),
         (lambda a: setattr(a, "X", sp.csr_matrix(-a.X.astype(np.float32))), "not raw counts"),
-        (lambda a: a.obs.__setitem__("cell_type", ["a"] * 298 + ["rare", "rare"]), "rare (2 cells)"),
-        (lambda a: a.obs.__setitem__("cell_type", "a"), "only one class"),
+        (lambda a: a.obs.__setitem__("cell_type", ["a"] * 298 + ["rare", "rare"]),
+         "rare (2 cells)\n  fix: keep only the larger classes with experiments.test.subset"),
+        (lambda a: a.obs.__setitem__("cell_type", "a"),
+         "only one class (a)\n  fix: set experiments.test.label_column to a column with two or more classes"),
     ],
 )
 def test_bad_input_refused_with_no_output(labelled_h5ad, reference, tmp_path, edit, message):
@@ -81,3 +85,10 @@ def test_grouped_split_needs_enough_donors(labelled_h5ad, reference, tmp_path):
     grouped = {**EXPERIMENT, "split": "grouped", "group_column": "donor"}
     with pytest.raises(InputError, match="2 groups for 3 grouped folds"):
         run_check(labelled_h5ad, reference, tmp_path / "preflight.json", experiment=grouped)
+
+
+def test_a_refusal_names_the_users_file_beside_the_workflows_copy(labelled_h5ad, reference, tmp_path):
+    rewrite(labelled_h5ad, lambda a: a.obs.__setitem__("cell_type", "a"))
+    with pytest.raises(InputError) as error:
+        run_check(labelled_h5ad, reference, tmp_path / "preflight.json", origin="data/mine.h5ad (datasets.mine.path)")
+    assert error.value.source.startswith(f"{labelled_h5ad} (from data/mine.h5ad (datasets.mine.path)): obs['cell_type']")

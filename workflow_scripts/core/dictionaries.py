@@ -88,10 +88,13 @@ def resolve(path_or_builtin: str) -> Path:
     return Path(path_or_builtin)
 
 
+PICKLE_SUFFIXES = (".pkl", ".pickle")  # Geneformer ships its dictionaries as .pkl, its gene lists as .pickle
+
+
 def _read_two_columns(path: Path, value_name: str) -> pd.DataFrame:
     if not path.exists():
         raise InputError(str(path), "file not found", "check the path in the config")
-    if path.suffix == ".pkl":
+    if path.suffix in PICKLE_SUFFIXES:
         loaded = safe_load_pickle(path)
         return pd.DataFrame({"key": list(loaded.keys()), value_name: list(loaded.values())})
     try:

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .dictionaries import PICKLE_SUFFIXES
+
 FINETUNE_KINDS = {"finetune"}
-PICKLE_SUFFIXES = (".pickle", ".pkl")
 PRETRAINED_MODEL = "results/pretrained_model"
 DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
 SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
@@ -53,6 +54,15 @@ class Workflow:
 
     def experiment_h5ad(self, wildcards) -> str:
         return f"results/data/{self.experiment(wildcards)['dataset']}.h5ad"
+
+    def dataset_origin(self, wildcards) -> str:
+        """What the user wrote for the experiment's dataset (its file and config key), for messages:
+        results/data/X.h5ad is the workflow's own copy of it. '' for a simulated dataset."""
+        name = self.experiment(wildcards)["dataset"]
+        dataset = self.config["datasets"][name]
+        if dataset["source"] == "h5ad":
+            return f"{dataset['path']} (datasets.{name}.path)"
+        return f"the files of datasets.{name}.files" if dataset["source"] == "download" else ""
 
     def experiment_tokens(self, wildcards) -> str:
         return f"results/tokenized/{self.experiment(wildcards)['dataset']}.dataset"

@@ -22,32 +22,40 @@ from ..core.outputs import write_json
 from ..core.sections import ChecksSettings, TokenizerSettings
 
 
-def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any]) -> dict[str, int]:
-    """Label (and group) columns exist, have no gaps, and every class can be split into the folds."""
-    columns = [experiment["label_column"]] + ([experiment["group_column"]] if experiment["group_column"] else [])
-    for column in columns:
+def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any], name: str) -> dict[str, int]:
+    """Label (and group) columns exist, have no gaps, and every class can be split into the folds;
+    a refusal names the config key to change (experiments.NAME.label_column, .subset, .n_folds)."""
+    key = f"experiments.{name}"
+    columns = [("label_column", experiment["label_column"])]
+    columns += [("group_column", experiment["group_column"])] if experiment["group_column"] else []
+    for setting, column in columns:
         if column not in obs.columns:
-            raise InputError(f"{source}: obs['{column}']", "column missing",
-                             f"add the column or set the experiment's label/group column to one of {list(obs.columns)}")
+            raise InputError(f"{source}: obs['{column}'] ({key}.{setting})", "column missing",
+                             f"add the column or set {key}.{setting} to one of {list(obs.columns)}")
         if obs[column].isna().any():
-            raise InputError(f"{source}: obs['{column}']", f"{int(obs[column].isna().sum())} cells have no value",
-                             "drop those cells or fill the column")
-    counts = obs[experiment["label_column"]].astype(str).value_counts()
+            raise InputError(f"{source}: obs['{column}'] ({key}.{setting})",
+                             f"{int(obs[column].isna().sum())} cells have no value",
+                             f"drop those cells or fill the column, or leave them out with {key}.subset")
+    label = experiment["label_column"]
+    counts = obs[label].astype(str).value_counts()
     if len(counts) < 2:
-        raise InputError(f"{source}: obs['{experiment['label_column']}']", f"only one class ({counts.index[0]})",
-                         "a classification task needs at least two classes")
+        raise InputError(f"{source}: obs['{label}'] ({key}.label_column)", f"only one class ({counts.index[0]})",
+                         f"set {key}.label_column to a column with two or more classes, or widen {key}.subset "
+                         "so that it keeps cells of two classes")
     too_small = counts[counts < experiment["n_folds"]]
     if len(too_small):
         listed = ", ".join(f"{name} ({n} cells)" for name, n in too_small.items())
-        raise InputError(f"{source}: obs['{experiment['label_column']}']",
+        raise InputError(f"{source}: obs['{label}'] ({key}.label_column)",
                          f"classes with fewer cells than the {experiment['n_folds']} folds: {listed}",
-                         "remove or merge those classes, or lower n_folds")
+                         f"keep only the larger classes with {key}.subset ({{{label}: [...]}}), merge classes, "
+                         f"or lower {key}.n_folds")
     if experiment["split"] == "grouped":
         n_groups = obs[experiment["group_column"]].nunique()
         if n_groups < experiment["n_folds"]:
-            raise InputError(f"{source}: obs['{experiment['group_column']}']",
+            raise InputError(f"{source}: obs['{experiment['group_column']}'] ({key}.group_column)",
                              f"{n_groups} groups for {experiment['n_folds']} grouped folds",
-                             "lower n_folds, or use split: stratified (cells of a group may then leak across folds)")
+                             f"lower {key}.n_folds, or set {key}.split: stratified (cells of a group may then "
+                             "leak across folds)")
     return {str(name): int(n) for name, n in counts.items()}
 
 
@@ -81,9 +89,10 @@ def check_gene_labels(gene_labels_tsv: str | Path, gene_ids: np.ndarray, source:
 def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path: str | Path,
                      token_dictionary_tsv: str | Path, medians_tsv: str | Path, tokenizer: TokenizerSettings,
                      checks: ChecksSettings, output_json: str | Path, checkpoint: str | None = None,
-                     gene_labels_tsv: str | None = None) -> None:
-    """Run every preflight check of one experiment and write what was found."""
-    source = str(h5ad_path)
+                     gene_labels_tsv: str | None = None, dataset_origin: str | None = None) -> None:
+    """Run every preflight check of one experiment and write what was found. `dataset_origin`: what the
+    user wrote for the dataset (file and config key), named in refusals beside the workflow's copy."""
+    source = f"{h5ad_path} (from {dataset_origin})" if dataset_origin else str(h5ad_path)
     shape = check_counts_file(h5ad_path, tokenizer.chunk_size)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
     gene_ids = read_gene_ids(h5ad_path)
@@ -97,12 +106,12 @@ def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path
                                                   checks.min_genes_per_class)}
     else:
         obs = select_cells(ad.read_h5ad(h5ad_path, backed="r").obs, experiment["subset"], source)
-        found = {"class_sizes": check_labels(obs, source, experiment)}
+        found = {"class_sizes": check_labels(obs, source, experiment, experiment_name)}
     if checkpoint:
         from ..core.model import (
             check_checkpoint,  # torch and transformers: 3 s of imports only this check needs
         )
 
         check_checkpoint(checkpoint, len(tokens), tokenizer.model_input_size)
-    write_json({"experiment": experiment_name, "file": source, **shape, **found,
+    write_json({"experiment": experiment_name, "file": str(h5ad_path), **shape, **found,
                 "genes_in_vocabulary": overlap, "checkpoint": checkpoint}, output_json)
