@@ -3,6 +3,8 @@
 # wait for all preflight reports, so bad input stops the run before any long job starts.
 
 
+import shlex
+
 from workflow_scripts.core.tasks import ExperimentSettings
 
 
@@ -29,9 +31,13 @@ rule check_experiment:
             f"--checkpoint {WORKFLOW.checkpoint_of(wildcards, input)}" if input.checkpoint else ""
         ),
         gene_labels=lambda wildcards, input: f"--gene-labels-tsv {input.gene_labels}" if input.gene_labels else "",
-        origin=WORKFLOW.dataset_origin,
+        origin=lambda wildcards: (
+            f"--dataset-origin {shlex.quote(WORKFLOW.dataset_origin(wildcards))}"
+            if WORKFLOW.dataset_origin(wildcards)
+            else ""
+        ),
     shell:
-        "python -m workflow_scripts check --experiment-name {wildcards.experiment} --dataset-origin {params.origin:q}"
+        "python -m workflow_scripts check --experiment-name {wildcards.experiment} {params.origin}"
         " --experiment {params.experiment:q} --h5ad-path {input.h5ad} --token-dictionary-tsv {input.tokens}"
         " --medians-tsv {input.medians} --tokenizer {params.tokenizer:q} --checks {params.checks:q}"
         " {params.checkpoint} {params.gene_labels} --output-json {output} > {log} 2>&1"
