@@ -64,6 +64,7 @@ from workflow_scripts.simulate.simulator import simulate_dataset  # noqa: E402
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "config.yaml"  # noqa: E402
 from workflow_scripts.core.counts import TARGET_SUM, iter_count_chunks, read_gene_ids  # noqa: E402
 from workflow_scripts.core.dictionaries import (  # noqa: E402
+    gene_vocabulary,
     load_median_dictionary,
     load_token_dictionary,
 )
@@ -71,7 +72,6 @@ from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings  # 
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians  # noqa: E402
 from workflow_scripts.reference.settings import ReferenceSettings  # noqa: E402
 from workflow_scripts.tokenization.tokenizer import (  # noqa: E402
-    gene_vocabulary,
     ordered_map,
     rank_value_encode,
     tokenize_dataset,
@@ -81,7 +81,7 @@ MODEL_INPUT_SIZE = 2048  # Geneformer V1: long encodings are where a per-cell lo
 CHUNK_SIZE = load_config(REPO_CONFIG).get("tokenizer")["chunk_size"]  # the embedded default's, as the workflow streams
 REFERENCE_CHUNK_SIZE = 512  # Geneformer's tokenizer normalizes 512 cells at a time
 TOKENIZER = TokenizerSettings(model_input_size=MODEL_INPUT_SIZE, special_tokens=False, chunk_size=CHUNK_SIZE)
-CHECKS = ChecksSettings(min_genes_in_vocabulary=1, min_genes_per_class=2)  # the benchmark stops on nothing
+CHECKS = ChecksSettings(min_genes_in_vocabulary=1, min_genes_per_class=2, min_count_share_in_vocabulary=0.5)  # the benchmark stops on nothing
 SETTINGS_IMPORT = "from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings"  # for their reprs
 
 

@@ -1,4 +1,7 @@
 # Metrics per fold (scored from every method's predictions.tsv), mean ± SD per method, and figures.
+import shlex
+
+from workflow_scripts.core.config import embedded_model_caveat
 
 
 rule summarize_experiment:
@@ -21,9 +24,14 @@ rule summarize_experiment:
         DATA_ENV
     params:
         predictions=lambda wildcards, input: WORKFLOW.labelled(input),
+        caveat=lambda wildcards: (
+            f"--caveat {shlex.quote(caveat)}"
+            if (caveat := embedded_model_caveat(config, wildcards.experiment))
+            else ""
+        ),
     shell:
         "python -m workflow_scripts summarize --experiment {wildcards.experiment} --predictions {params.predictions:q}"
-        " --output-dir results/{wildcards.experiment} > {log} 2>&1"
+        " {params.caveat} --output-dir results/{wildcards.experiment} > {log} 2>&1"
 
 
 rule plot_experiment:

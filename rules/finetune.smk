@@ -10,7 +10,6 @@ rule finetune_fold:
         folds="results/{experiment}/folds.tsv",
         cells=lambda wildcards: f"results/{wildcards.experiment}/cells.tsv" if WORKFLOW.is_gene_task(wildcards) else [],
         checkpoint=WORKFLOW.checkpoint_inputs(),
-        preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
     output:
         predictions="results/{experiment}/{method}/fold_{fold}/predictions.tsv",
         training_log="results/{experiment}/{method}/fold_{fold}/training_log.tsv",

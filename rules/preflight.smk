@@ -1,6 +1,8 @@
 # Checks on every experiment's input, and its cross-validation folds (one `folds` command; the
-# experiment's task, workflow_scripts/core/tasks.py, decides how). Pretraining and fine-tuning
-# wait for all preflight reports, so bad input stops the run before any long job starts.
+# experiment's task, workflow_scripts/core/tasks.py, decides how). An experiment's folds, and so its
+# fine-tuning, wait for its own report; the checks run before any other job that is ready (priority),
+# so bad input stops the run while the corpus is still being tokenized, before pretraining starts.
+PREFLIGHT_PRIORITY = 100
 
 
 import shlex
@@ -21,6 +23,7 @@ rule check_experiment:
         "logs/check_experiment/{experiment}.log",
     benchmark:
         "results/benchmarks/check_experiment/{experiment}.tsv"
+    priority: PREFLIGHT_PRIORITY
     conda:
         TORCH_ENV
     params:

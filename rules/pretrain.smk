@@ -1,6 +1,8 @@
 # Masked-LM pretraining of the embedded default model (skipped when model.checkpoint or model.download is set).
 # Training checkpoints go to results/pretrained_model.resume/ (removed on success): a killed job resumes when rerun.
 # Pathway masking (pretraining.masking.strategy) reads a GMT file of gene sets, or the simulator's programs.
+# It depends on the corpus alone (its counts and vocabulary are checked as it is tokenized), so changing an
+# experiment does not rerun it; the experiments' preflight checks run first by priority (rules/preflight.smk).
 from workflow_scripts.pretrain.settings import model_to_pretrain
 from workflow_scripts.pretrain.wiring import PretrainWiring
 
@@ -11,7 +13,6 @@ rule pretrain:
     input:
         tokenized="results/tokenized/corpus.dataset",
         tokens="results/reference/token_dictionary.tsv",
-        preflight=expand("results/preflight/{experiment}.json", experiment=EXPERIMENTS),
         gene_sets=PRETRAIN.gene_sets_input(config["pretraining"]),
     output:
         directory(PRETRAINED_MODEL),

@@ -45,7 +45,7 @@ CELL_EXPERIMENT = {"task": "cell_classification", "label_column": "cell_type", "
                    "split": "stratified", "n_folds": N_FOLDS, "subset": {}}
 MODEL_INPUT_SIZE = 64
 TOKENIZER = TokenizerSettings(model_input_size=MODEL_INPUT_SIZE, special_tokens=False, chunk_size=16)
-CHECKS = ChecksSettings(min_genes_in_vocabulary=100, min_genes_per_class=4)
+CHECKS = ChecksSettings(min_genes_in_vocabulary=100, min_genes_per_class=4, min_count_share_in_vocabulary=0.5)
 pytestmark = pytest.mark.filterwarnings("ignore:(Observation|Variable) names are not unique")  # duplicate ids
 
 

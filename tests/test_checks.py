@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -28,7 +31,7 @@ def reference(tmp_path, v1_gene_ids):
 def run_check(h5ad, reference, output, experiment=EXPERIMENT, minimum=100, origin=None):
     check_experiment("test", experiment, h5ad, reference[0], reference[1],
                      TokenizerSettings(model_input_size=2048, special_tokens=False, chunk_size=64),
-                     ChecksSettings(min_genes_in_vocabulary=minimum, min_genes_per_class=10), output,
+                     ChecksSettings(min_genes_in_vocabulary=minimum, min_genes_per_class=10, min_count_share_in_vocabulary=0.5), output,
                      dataset_origin=origin)
 
 
@@ -76,9 +79,26 @@ def test_too_few_genes_in_vocabulary_reports_overlap(tmp_path, reference, v1_gen
                                          index=[f"c{i}" for i in range(60)])
     h5ad = counts_writer(tmp_path / "few.h5ad", sp.csr_matrix(rng.poisson(2, (60, 100)).astype(np.int32)), genes, obs)
     output = tmp_path / "preflight.json"
-    with pytest.raises(InputError, match="only 50 of 100 genes"):
+    with pytest.raises(InputError, match="only 50 of 100 genes[\\s\\S]*set reference.token_dictionary"):
         run_check(h5ad, reference, output)
     assert not output.exists()
+
+
+def test_share_of_genes_and_counts_kept_is_reported_and_warned_of(tmp_path, reference, v1_gene_ids, counts_writer,
+                                                                   caplog):
+    """150 of the 200 genes are in the reference; the 50 outside it hold most of the counts."""
+    genes = list(v1_gene_ids[50:250])
+    counts = np.ones((60, 200), dtype=np.int32)
+    counts[:, 150:] = 20  # 50 genes x 20 against 150 genes x 1: a quarter of the counts kept
+    obs = pd.DataFrame({"cell_type": np.repeat(["a", "b"], 30)}, index=[f"c{i}" for i in range(60)])
+    h5ad = counts_writer(tmp_path / "shares.h5ad", sp.csr_matrix(counts), genes, obs)
+    output = tmp_path / "preflight.json"
+    with caplog.at_level(logging.WARNING):
+        run_check(h5ad, reference, output)
+    found = json.loads(output.read_text())
+    assert found["genes_in_vocabulary"] == 150 and found["gene_share_in_vocabulary"] == 0.75
+    assert found["count_share_in_vocabulary"] == pytest.approx(150 / (150 + 50 * 20))
+    assert "holding 13.0% of its counts" in caplog.text and "reference.token_dictionary" in caplog.text
 
 
 def test_grouped_split_needs_enough_donors(labelled_h5ad, reference, tmp_path):

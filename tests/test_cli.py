@@ -8,7 +8,7 @@ from workflow_scripts.cli import build_parser, main
 from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
 
 TOKENIZER = {"model_input_size": 64, "special_tokens": True, "chunk_size": 10}
-CHECKS = {"min_genes_in_vocabulary": 5, "min_genes_per_class": 10}
+CHECKS = {"min_genes_in_vocabulary": 5, "min_genes_per_class": 10, "min_count_share_in_vocabulary": 0.5}
 TOKENIZE = ["tokenize", "--h5ad-path", "a.h5ad", "--token-dictionary-tsv", "t.tsv", "--medians-tsv", "m.tsv",
             "--output-dir", "o", "--checks", json.dumps(CHECKS), "--obs-columns", json.dumps(["cell_type"])]
 
@@ -16,7 +16,7 @@ TOKENIZE = ["tokenize", "--h5ad-path", "a.h5ad", "--token-dictionary-tsv", "t.ts
 def test_types_from_signature():
     arguments = vars(build_parser("tokenize").parse_args([*TOKENIZE[1:], "--settings", json.dumps(TOKENIZER)]))
     assert arguments["settings"] == TokenizerSettings(model_input_size=64, special_tokens=True, chunk_size=10)
-    assert arguments["checks"] == ChecksSettings(min_genes_in_vocabulary=5, min_genes_per_class=10)
+    assert arguments["checks"] == ChecksSettings(min_genes_in_vocabulary=5, min_genes_per_class=10, min_count_share_in_vocabulary=0.5)
     assert arguments["obs_columns"] == ["cell_type"] and arguments["threads"] == 1
 
 

@@ -8,6 +8,7 @@ from conftest import DEFAULT_CONFIG_PATH
 
 from workflow_scripts.ablation.variants import variant_settings
 from workflow_scripts.core.config import (
+    embedded_model_caveat,
     load_config,
     method_settings,
     validate_config,
@@ -140,3 +141,30 @@ def test_removing_experiments_drops_what_names_them(caplog):
     misspelt = {"quantization": {"models": [{"experiment": "pancreas_cell_type", "method": "geneformer_enhanced"}]}}
     with pytest.raises(InputError, match="quantization.models"):  # a name that never existed is still refused
         load_config(DEFAULT_CONFIG_PATH, overrides=misspelt)
+
+
+USER_DATA = {"datasets": {"mine": {"source": "h5ad", "path": "data/mine.h5ad"}},
+             "experiments": {"my_cells": {"dataset": "mine", "label_column": "cell_type",
+                                          "methods": {"geneformer": {"kind": "finetune"}}}}}
+
+
+def test_real_data_beside_the_simulated_corpus_gets_geneformers_dictionaries(caplog):
+    """reference.* auto: the corpus's own dictionaries for simulated experiments, Geneformer's published
+    ones as soon as one experiment's data is real; a user who keeps `corpus` for real data is warned."""
+    assert load_config(DEFAULT_CONFIG_PATH)["reference"] == {"medians": "corpus", "token_dictionary": "corpus"}
+    with caplog.at_level("WARNING", logger="workflow_scripts.core.config"):
+        config = load_config(DEFAULT_CONFIG_PATH, overrides=USER_DATA)
+    assert config["reference"] == {"medians": "geneformer_v1", "token_dictionary": "geneformer_v1"}
+    assert "experiments.my_cells: the fine-tuned model is the embedded default" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="workflow_scripts.core.config"):
+        load_config(DEFAULT_CONFIG_PATH, overrides={**USER_DATA, "reference": {"token_dictionary": "corpus"}})
+    assert "reference.token_dictionary is corpus" in caplog.text and "reference.medians" not in caplog.text
+
+
+def test_the_embedded_model_caveat_is_for_real_data_without_a_checkpoint(tmp_path):
+    config = load_config(DEFAULT_CONFIG_PATH, overrides=USER_DATA)
+    assert "embedded default" in embedded_model_caveat(config, "my_cells")
+    assert embedded_model_caveat(config, "pancreas_celltype") is None  # simulated cells: the model's own world
+    with_checkpoint = load_config(DEFAULT_CONFIG_PATH, overrides={**USER_DATA, "model": {"checkpoint": str(tmp_path)}})
+    assert embedded_model_caveat(with_checkpoint, "my_cells") is None

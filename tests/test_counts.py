@@ -61,10 +61,12 @@ def test_chunks_are_canonical_without_explicit_zeros(tmp_path):
     np.testing.assert_array_equal(chunk.matrix.toarray(), [[0, 5, 0], [0, 0, 1]])
 
 
-def test_check_counts_file_reports_size(tmp_path):
+def test_check_counts_file_reports_size_and_gene_totals(tmp_path):
     matrix = random_counts(11, 7)
     path = write_counts(tmp_path / "counts.h5ad", matrix)
-    assert check_counts_file(path, 3) == {"n_cells": 11, "n_genes": 7, "nnz": matrix.nnz}
+    size, gene_totals = check_counts_file(path, 3)
+    assert size == {"n_cells": 11, "n_genes": 7, "nnz": matrix.nnz}
+    np.testing.assert_array_equal(gene_totals, np.asarray(matrix.sum(axis=0)).ravel())
 
 
 def test_gene_ids_prefer_ensembl_id_column(tmp_path):
@@ -109,7 +111,7 @@ def test_refuses_values_that_are_not_raw_counts(tmp_path, matrix, expected, read
 def test_integer_valued_floats_are_raw_counts(tmp_path):
     matrix = random_counts(5, 4).astype(np.float64)
     path = write_counts(tmp_path / "floats.h5ad", matrix)
-    assert check_counts_file(path, 2)["nnz"] == matrix.nnz
+    assert check_counts_file(path, 2)[0]["nnz"] == matrix.nnz
 
 
 @pytest.mark.parametrize("bad_value", [0.0, -3.0, np.nan])

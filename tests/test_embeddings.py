@@ -66,7 +66,7 @@ def corpus(tmp_path_factory, v1_gene_ids):
         tokens_tsv, used = directory / f"tokens_{mode}.tsv", directory / f"used_{mode}.tsv"
         tokenizer = TokenizerSettings(model_input_size=INPUT_SIZE, special_tokens=special, chunk_size=25)
         build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), tokenizer, directory / "medians.tsv", tokens_tsv, used)
-        tokenize_dataset(h5ad, tokens_tsv, used, directory / f"{mode}.dataset", tokenizer, ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=10),
+        tokenize_dataset(h5ad, tokens_tsv, used, directory / f"{mode}.dataset", tokenizer, ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=10, min_count_share_in_vocabulary=0.5),
                          ["cell_type", "batch"])
         vocab_size = len(load_token_dictionary(str(tokens_tsv)))
         new_masked_lm(geneformer_config(MODEL, vocab_size, INPUT_SIZE), seed=0).save_pretrained(directory / mode)

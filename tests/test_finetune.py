@@ -88,7 +88,7 @@ def test_finetune_fold_end_to_end(tmp_path, labelled_h5ad, checkpoint):
     vocabulary = pd.read_csv(tokens, sep="\t")
     new_masked_lm(geneformer_config(MODEL, vocab_size=len(vocabulary), model_input_size=32), 0).save_pretrained(checkpoint)
     tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", tokenizer,
-                     ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10), ["cell_type"])
+                     ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10, min_count_share_in_vocabulary=0.5), ["cell_type"])
     experiment = ExperimentSettings.from_config(dict(
         dataset="labelled", task="cell_classification", label_column="cell_type", gene_labels=None, n_cells=None,
         test_cell_fraction=0.3, min_cells_per_gene=5, group_column=None, split="stratified", n_folds=3, subset={}))

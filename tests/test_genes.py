@@ -128,7 +128,7 @@ def gene_task(tmp_path, labelled_h5ad):
     tokenizer = TokenizerSettings(model_input_size=32, special_tokens=False, chunk_size=100)
     compute_gene_medians(labelled_h5ad, medians, tokenizer)
     build_reference(ReferenceSettings(medians="corpus", token_dictionary="corpus"), tokenizer, medians, tokens, used)
-    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", tokenizer, ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10), [])
+    tokenize_dataset(labelled_h5ad, tokens, used, tmp_path / "tok.dataset", tokenizer, ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10, min_count_share_in_vocabulary=0.5), [])
     vocabulary = pd.read_csv(tokens, sep="\t")
     genes = vocabulary["token"][vocabulary["token"].str.startswith("ENSG")].tolist()
     rows = [(gene, "marker" if index < 40 else "other") for index, gene in enumerate(genes[:80])] + [("ENSG_NOT_REAL", "other")]
@@ -198,10 +198,10 @@ def test_gene_preflight_reports_absent_genes_and_stops_on_too_few(gene_task):
                      token_dictionary_tsv=gene_task["tokens"], medians_tsv=gene_task["used"],
                      tokenizer=TokenizerSettings(model_input_size=32, special_tokens=False, chunk_size=100),
                      gene_labels_tsv=str(gene_task["labels"]))
-    check_experiment(**arguments, checks=ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=5), output_json=directory / "ok.json")
+    check_experiment(**arguments, checks=ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=5, min_count_share_in_vocabulary=0.5), output_json=directory / "ok.json")
     report = pd.read_json(directory / "ok.json", typ="series")
     assert report["gene_labels"]["absent_from_vocabulary"] == 1
     assert report["gene_labels"]["class_sizes"] == {"marker": 40, "other": 40}
     with pytest.raises(InputError, match="fewer than 41 genes"):
-        check_experiment(**arguments, checks=ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=41), output_json=directory / "bad.json")
+        check_experiment(**arguments, checks=ChecksSettings(min_genes_in_vocabulary=10, min_genes_per_class=41, min_count_share_in_vocabulary=0.5), output_json=directory / "bad.json")
     assert not (directory / "bad.json").exists()

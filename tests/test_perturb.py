@@ -427,7 +427,7 @@ def test_deleting_a_planted_driver_ranks_in_the_top_5_percent(tmp_path, monkeypa
                     tmp_path / "tokens.tsv", tmp_path / "used.tsv")
     tokenize_dataset(tmp_path / "cardiomyocytes.h5ad", tmp_path / "tokens.tsv", tmp_path / "used.tsv",
                      tmp_path / "cells.dataset", TokenizerSettings(model_input_size=64, special_tokens=False, chunk_size=600),
-                     ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10), ["disease"])
+                     ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10, min_count_share_in_vocabulary=0.5), ["disease"])
 
     from workflow_scripts.core.batching import load_tokenized
 

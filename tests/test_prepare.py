@@ -60,7 +60,7 @@ def test_user_h5ad_becomes_canonical(tmp_path, user_h5ad):
     assert set(prepared.var["ensembl_id"]) <= set(names.values())
     assert "NOT_A_GENE" not in prepared.var_names and prepared.n_vars <= 150
     np.testing.assert_array_equal(prepared.obs["n_counts"], np.asarray(prepared.X.sum(axis=1)).ravel())
-    assert check_counts_file(output, 16)["n_cells"] == 40
+    assert check_counts_file(output, 16)[0]["n_cells"] == 40
 
 
 @pytest.mark.parametrize(("arguments", "options", "message"), [

@@ -44,6 +44,12 @@ def raw_counts(n_cells: int, n_genes: int, seed: int = 0) -> sp.csr_matrix:
     return sp.csr_matrix(dense)
 
 
+def normalized(counts: sp.csr_matrix, target_sum: float) -> sp.csr_matrix:
+    """scanpy's normalize_total(target_sum) without the log1p, stored as float32."""
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    return sp.csr_matrix(counts.multiply(target_sum / totals[:, None]), dtype=np.float32)
+
+
 def log_normalized(counts: sp.csr_matrix, target_sum: float = 1e4) -> sp.csr_matrix:
     """scanpy's normalize_total(target_sum) + log1p, stored as float32 like scanpy does."""
     totals = np.asarray(counts.sum(axis=1)).ravel()
@@ -99,17 +105,34 @@ def test_looks_log_normalized():
     assert not looks_log_normalized(counts.multiply(1000.5).tocsr())  # far above any log1p value
 
 
-@pytest.mark.parametrize("target_sum", [1e4, 1e6])
+@pytest.mark.parametrize("target_sum", [1.0, 10.0, 1e4, 1e6])
 def test_log_normalized_counts_are_inverted_exactly(target_sum):
     counts = raw_counts(40, 30, seed=1)
     recovered = counts_from_log_normalized(log_normalized(counts, target_sum), "mem")
     assert recovered.dtype == np.int32 and (recovered != counts).nnz == 0
 
 
+def test_large_counts_in_float32_log_values_are_inverted_exactly():
+    counts = raw_counts(40, 30, seed=6)
+    counts[:, 0] = 5000  # deep genes: float32 rounding of their log1p values stays below the tolerance
+    recovered = counts_from_log_normalized(log_normalized(counts), "mem")
+    assert (recovered != counts).nnz == 0
+
+
+@pytest.mark.parametrize("target_sum", [1.0, 10.0])
+def test_normalized_values_without_log1p_are_not_taken_for_log1p(target_sum):
+    """Proportions and small target sums lie below 20 and are not integers, as log1p values are; read
+    as log1p they invert to near-integers (2.0003 for a count of 2), which must not pass for counts."""
+    counts = sp.csr_matrix(np.random.default_rng(7).poisson(1.0, size=(60, 400)).astype(np.float32))
+    counts[np.arange(60), np.arange(60)] = 1  # a singleton count in every cell, as in real profiles
+    with pytest.raises(InputError, match="without the log1p"):
+        counts_from_log_normalized(normalized(counts, target_sum), "mem")
+
+
 def test_inversion_refused_when_cells_have_no_singleton_counts():
     rng = np.random.default_rng(2)
     counts = sp.csr_matrix(rng.integers(2, 9, size=(20, 15)).astype(np.float32))  # smallest count 2 or more
-    with pytest.raises(InputError, match="integer-like|within 0.1 of an integer"):
+    with pytest.raises(InputError, match="is an integer .* for only"):
         counts_from_log_normalized(log_normalized(counts), "mem")
 
 

@@ -80,7 +80,7 @@ def settings(model_input_size: int = 2048, special_tokens: bool = False, chunk_s
 
 
 def checks(min_genes_in_vocabulary: int = 1) -> ChecksSettings:
-    return ChecksSettings(min_genes_in_vocabulary=min_genes_in_vocabulary, min_genes_per_class=2)
+    return ChecksSettings(min_genes_in_vocabulary=min_genes_in_vocabulary, min_genes_per_class=2, min_count_share_in_vocabulary=0.5)
 
 
 def tokenize(tmp_path: Path, h5ad: Path, tokens, medians, obs_columns: tuple[str, ...] = (), threads: int = 1,

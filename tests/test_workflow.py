@@ -29,6 +29,9 @@ def test_one_experiment_runs_alone(workdir, experiment):
     trained = {line.split("experiment=")[1].split(",")[0] for line in result.stdout.splitlines()
                if "wildcards: experiment=" in line and "method=" in line}
     assert trained == {experiment}
+    checked = {line.split("results/preflight/")[1].split(".json")[0] for line in result.stdout.splitlines()
+               if "output: results/preflight/" in line}
+    assert checked == {experiment}, "an experiment's jobs (pretraining included) wait for its own preflight only"
 
 
 def test_bad_config_stops_before_any_job(workdir):

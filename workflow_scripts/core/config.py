@@ -20,6 +20,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"  # shipped with th
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what from_pretrained loads (safely)
 HUGGINGFACE_REVISION = re.compile(r"^https://huggingface\.co/(?:datasets/)?[^/]+/[^/]+/resolve/(?P<revision>[^/]+)/")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+AUTO_REFERENCE = "auto"  # reference.*: the corpus's dictionaries, or Geneformer's for real data
 
 
 @functools.cache
@@ -100,6 +101,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                              "list the files (url, filename, sha256, size) under datasets.NAME.files")
     check_checkpoint_download(config["model"], f"{source}: model")
     check_downstream(config, source)
+    resolve_reference(config, source)
     if config["reference"]["medians"] == "corpus" or config["reference"]["token_dictionary"] == "corpus":
         if "corpus" not in config["datasets"]:
             raise InputError(
@@ -107,7 +109,46 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
                 "medians or token_dictionary 'corpus' need a datasets.corpus entry",
                 "add datasets.corpus or point reference.* at geneformer_v1 or a file",
             )
+    for name in experiments_of_real_data(config):
+        if (caveat := embedded_model_caveat(config, name)) is not None:
+            log.warning("%s: experiments.%s: %s", source, name, caveat)
     return config
+
+
+def experiments_of_real_data(config: dict[str, Any]) -> list[str]:
+    """Experiments whose cells are not simulated while the pretraining corpus is: the simulator's
+    vocabulary and the model pretrained on its cells know nothing of them."""
+    corpus = config["datasets"].get("corpus")
+    if corpus is None or corpus["source"] != "simulated":
+        return []
+    return [name for name, experiment in config["experiments"].items()
+            if config["datasets"][experiment["dataset"]]["source"] != "simulated"]
+
+
+def resolve_reference(config: dict[str, Any], source: str) -> None:
+    """Set `reference.*: auto` to `corpus` (the corpus's own genes and medians) unless an experiment's
+    data is not simulated while the corpus is, then to Geneformer's published `geneformer_v1`; warn
+    when the user chose `corpus` for such data."""
+    real = experiments_of_real_data(config)
+    for key in ("medians", "token_dictionary"):
+        if config["reference"][key] == AUTO_REFERENCE:
+            config["reference"][key] = "geneformer_v1" if real or "corpus" not in config["datasets"] else "corpus"
+        elif config["reference"][key] == "corpus" and real:
+            log.warning("%s: reference.%s is corpus, the simulated corpus's, so the real data of experiments %s "
+                        "is tokenized against the simulator's genes; set it to auto or geneformer_v1 (or your "
+                        "own file) for real data", source, key, ", ".join(real))
+
+
+def embedded_model_caveat(config: dict[str, Any], experiment: str) -> str | None:
+    """Why the experiment's "geneformer" rows say little of Geneformer (None when they can): its data is
+    real but the model is the embedded default, pretrained on simulated cells."""
+    model = config["model"]
+    if model["checkpoint"] or model["download"] or experiment not in experiments_of_real_data(config):
+        return None
+    return ("the fine-tuned model is the embedded default, pretrained on the simulated corpus, not "
+            "Geneformer: its rows test this workflow, not Geneformer, on your data; set model.checkpoint "
+            "to Geneformer's published checkpoint (or your own) with reference.* geneformer_v1 (or its "
+            "dictionaries)")
 
 
 def drop_what_names_removed(config: dict[str, Any], datasets: list[str], experiments: list[str], source: str) -> None:

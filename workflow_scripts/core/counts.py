@@ -210,14 +210,17 @@ def iter_count_chunks(h5ad_path: str | Path, chunk_size: int, progress: str | No
             yield _validated_chunk(block, n_counts[start:stop], start, source)
 
 
-def check_counts_file(h5ad_path: str | Path, chunk_size: int) -> dict[str, int]:
-    """Stream the whole file through the same validation as the readers; return its size."""
-    n_cells = n_genes = nnz = 0
+def check_counts_file(h5ad_path: str | Path, chunk_size: int) -> tuple[dict[str, int], np.ndarray]:
+    """Stream the whole file through the same validation as the readers; return its size and each
+    gene's (column's) total count, which tell how much of the data a vocabulary keeps."""
+    n_cells = nnz = 0
+    gene_totals = None
     for chunk in iter_count_chunks(h5ad_path, chunk_size, progress="check counts"):
         n_cells += chunk.matrix.shape[0]
-        n_genes = chunk.matrix.shape[1]
         nnz += chunk.matrix.nnz
-    return {"n_cells": n_cells, "n_genes": n_genes, "nnz": nnz}
+        totals = np.bincount(chunk.matrix.indices, weights=chunk.matrix.data, minlength=chunk.matrix.shape[1])
+        gene_totals = totals if gene_totals is None else gene_totals + totals
+    return {"n_cells": n_cells, "n_genes": gene_totals.size, "nnz": nnz}, gene_totals
 
 
 def normalized_counts(counts: np.ndarray, n_counts: np.ndarray) -> np.ndarray:

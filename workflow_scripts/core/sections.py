@@ -22,7 +22,8 @@ class TokenizerSettings(Settings):
 
 @dataclass(frozen=True)
 class ChecksSettings(Settings):
-    """`checks`: the floors below which bad input stops the run."""
+    """`checks`: the floors below which bad input stops the run, or is warned of."""
 
     min_genes_in_vocabulary: int
     min_genes_per_class: int
+    min_count_share_in_vocabulary: float

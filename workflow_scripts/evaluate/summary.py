@@ -74,12 +74,13 @@ def per_class_table(
     return table
 
 
-def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataFrame) -> str:
+def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataFrame, caveat: str | None = None) -> str:
     """Markdown: mean ± SD over folds per method, then per-class F1 with one column per method
-    (the layout of the ECE228 report's Table 2, baseline vs enhanced)."""
+    (the layout of the ECE228 report's Table 2, baseline vs enhanced); a caveat, when given, first."""
     lines = [
         f"## {experiment}: mean ± SD over folds",
         "",
+        *([f"> **Warning:** {caveat}", ""] if caveat else []),
         "| method | accuracy | macro F1 | macro AUC | n folds |",
         "|---|---|---|---|---|",
     ]
@@ -98,8 +99,10 @@ def summary_markdown(experiment: str, summary: pd.DataFrame, per_class: pd.DataF
     return "\n".join(lines) + "\n"
 
 
-def summarize_experiment(experiment: str, predictions: list[tuple[str, int, str | Path]], output_dir: str | Path) -> None:
-    """Score every (method, fold) predictions.tsv; write fold_metrics.csv, summary.csv, summary.md, per_class.csv."""
+def summarize_experiment(experiment: str, predictions: list[tuple[str, int, str | Path]], output_dir: str | Path,
+                         caveat: str | None = None) -> None:
+    """Score every (method, fold) predictions.tsv; write fold_metrics.csv, summary.csv, summary.md, per_class.csv.
+    `caveat`: what a reader must know before reading the table (e.g. the model is not Geneformer's)."""
     method_order = list(dict.fromkeys(method for method, _, _ in predictions))
     ordered = sorted(predictions, key=lambda entry: (method_order.index(entry[0]), int(entry[1])))
     folds, class_scores, classes = load_fold_metrics(ordered)
@@ -111,4 +114,4 @@ def summarize_experiment(experiment: str, predictions: list[tuple[str, int, str 
         with atomic_path(output_dir / name) as temporary:
             table.to_csv(temporary, index=False)
     with atomic_path(output_dir / "summary.md") as temporary:
-        temporary.write_text(summary_markdown(experiment, summary, per_class))
+        temporary.write_text(summary_markdown(experiment, summary, per_class, caveat))

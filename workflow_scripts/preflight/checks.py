@@ -6,6 +6,7 @@ seconds with a message naming the input and the fix, never after an hour of trai
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ..core.counts import check_counts_file, read_gene_ids
-from ..core.dictionaries import load_median_dictionary, load_token_dictionary
+from ..core.dictionaries import gene_vocabulary, load_median_dictionary, load_token_dictionary
 from ..core.errors import InputError
 from ..core.folds import select_cells
 from ..core.genes import labels_in_vocabulary, read_gene_labels, require_genes_per_class
 from ..core.outputs import write_json
 from ..core.sections import ChecksSettings, TokenizerSettings
+
+log = logging.getLogger(__name__)
 
 
 def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any], name: str) -> dict[str, int]:
@@ -59,16 +62,25 @@ def check_labels(obs: pd.DataFrame, source: str, experiment: dict[str, Any], nam
     return {str(name): int(n) for name, n in counts.items()}
 
 
-def check_vocabulary(gene_ids: np.ndarray, source: str, tokens: dict[str, int], medians: dict[str, float],
-                     minimum: int) -> int:
-    """Enough of the dataset's genes must be in the token dictionary with a median."""
-    known = list(set(tokens) & set(medians))
-    overlap = int(np.isin(pd.unique(gene_ids), known).sum())
-    if overlap < minimum:
-        raise InputError(source, f"only {overlap} of {len(gene_ids)} genes are in the token dictionary "
-                                 f"with a median (checks.min_genes_in_vocabulary is {minimum})",
-                         "give var Ensembl IDs (var['ensembl_id']) that match the token dictionary")
-    return overlap
+def check_vocabulary(gene_ids: np.ndarray, gene_totals: np.ndarray, source: str, tokens: dict[str, int],
+                     medians: dict[str, float], checks: ChecksSettings) -> dict[str, float]:
+    """Enough of the dataset's genes must be in the token dictionary with a median (else the run stops);
+    the shares of its genes and of its counts that the vocabulary keeps are reported, with a warning
+    when the counts kept fall below checks.min_count_share_in_vocabulary (the ranks of the cells are
+    then drawn from a small part of what was measured)."""
+    gene_token, _ = gene_vocabulary(gene_ids, tokens, medians, source, checks.min_genes_in_vocabulary)
+    kept = gene_token >= 0
+    total = float(gene_totals.sum())
+    coverage = {"genes_in_vocabulary": int(kept.sum()), "gene_share_in_vocabulary": float(kept.mean()),
+                "count_share_in_vocabulary": float(gene_totals[kept].sum()) / total}
+    if coverage["count_share_in_vocabulary"] < checks.min_count_share_in_vocabulary:
+        log.warning("%s: the token dictionary keeps %d of its %d genes (%.1f%%), holding %.1f%% of its counts "
+                    "(checks.min_count_share_in_vocabulary is %.0f%%); set reference.token_dictionary and "
+                    "reference.medians to dictionaries that cover these genes (geneformer_v1, or your own)",
+                    source, coverage["genes_in_vocabulary"], gene_ids.size,
+                    100 * coverage["gene_share_in_vocabulary"], 100 * coverage["count_share_in_vocabulary"],
+                    100 * checks.min_count_share_in_vocabulary)
+    return coverage
 
 
 def check_gene_labels(gene_labels_tsv: str | Path, gene_ids: np.ndarray, source: str, tokens: dict[str, int],
@@ -93,11 +105,11 @@ def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path
     """Run every preflight check of one experiment and write what was found. `dataset_origin`: what the
     user wrote for the dataset (file and config key), named in refusals beside the workflow's copy."""
     source = f"{h5ad_path} (from {dataset_origin})" if dataset_origin else str(h5ad_path)
-    shape = check_counts_file(h5ad_path, tokenizer.chunk_size)
+    shape, gene_totals = check_counts_file(h5ad_path, tokenizer.chunk_size)
     tokens = load_token_dictionary(str(token_dictionary_tsv))
     gene_ids = read_gene_ids(h5ad_path)
-    overlap = check_vocabulary(gene_ids, source, tokens, load_median_dictionary(str(medians_tsv)),
-                               checks.min_genes_in_vocabulary)
+    coverage = check_vocabulary(gene_ids, gene_totals, source, tokens, load_median_dictionary(str(medians_tsv)),
+                                checks)
     if experiment["task"] == "gene_classification":
         if not gene_labels_tsv:
             raise InputError(f"experiment {experiment_name}", "is a gene task without a gene label file",
@@ -113,5 +125,5 @@ def check_experiment(experiment_name: str, experiment: dict[str, Any], h5ad_path
         )
 
         check_checkpoint(checkpoint, len(tokens), tokenizer.model_input_size)
-    write_json({"experiment": experiment_name, "file": str(h5ad_path), **shape, **found,
-                "genes_in_vocabulary": overlap, "checkpoint": checkpoint}, output_json)
+    write_json({"experiment": experiment_name, "file": str(h5ad_path), **shape, **found, **coverage,
+                "checkpoint": checkpoint}, output_json)

@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 
 INTEGER_TOLERANCE = 1e-6  # stored counts may carry float rounding noise
 LOG_NORMALIZED_MAX = 20.0  # log1p of any plausible scaled count is far below this
-INVERSION_TOLERANCE = 0.1  # an inverted value this close to an integer counts as one
+# An inverted value counts as an integer within this share of itself: float32 storage of log1p values
+# leaves quotients a few 1e-7 off, while normalized values that are not log1p (proportions, a target
+# sum of 10), read as log1p, land 1e-4 or more off from the second count up.
+INVERSION_RELATIVE_TOLERANCE = 1e-5
 INVERSION_MIN_FRACTION = 0.95  # share of inverted values that must be integer-like
 INT32_MAX = np.iinfo(np.int32).max
 RAW_COUNTS_FIX = (
@@ -155,9 +158,10 @@ def counts_from_log_normalized(matrix, source: str) -> sp.csr_matrix:
     are not stored, e.g. outside a highly-variable subset, are not recovered, so n_counts then
     covers the stored genes only).
 
-    Not valid, and refused because the quotients are not integer-like (fewer than 95 % within 0.1
-    of an integer): log2 or log10 data, pseudocounts other than 1, scaled/centered or
-    batch-corrected values, length-normalized (TPM/FPKM) data, or cells without a singleton count.
+    Not valid, and refused because the quotients are not integers to float precision (fewer than
+    95 % within INVERSION_RELATIVE_TOLERANCE of one): normalized values without the log1p (e.g.
+    proportions), log2 or log10 data, pseudocounts other than 1, scaled/centered or batch-corrected
+    values, length-normalized (TPM/FPKM) data, or cells without a singleton count.
     Cells of the last kind that slip through a passing matrix are counted in a warning: their
     counts come out divided by their smallest count and rounded (their gene ranks, which Geneformer
     uses, change only by ties).
@@ -179,15 +183,16 @@ def counts_from_log_normalized(matrix, source: str) -> sp.csr_matrix:
     smallest[filled] = np.minimum.reduceat(scaled, starts)
     quotient = scaled / np.repeat(smallest, nnz)
     counts = np.rint(quotient)
-    near = np.abs(quotient - counts) <= INVERSION_TOLERANCE
+    near = np.abs(quotient - counts) <= INVERSION_RELATIVE_TOLERANCE * np.maximum(counts, 1.0)
     fraction = float(near.mean())
     if fraction < INVERSION_MIN_FRACTION:
         raise InputError(
             source,
             f"the values look log-normalized, but expm1(value) divided by each cell's smallest non-zero "
-            f"value is within {INVERSION_TOLERANCE:g} of an integer for only {fraction:.1%} of entries "
-            f"(needs {INVERSION_MIN_FRACTION:.0%}), so they are not log1p(count x per-cell factor) of "
-            "integer counts and the counts cannot be recovered",
+            f"value is an integer (to {INVERSION_RELATIVE_TOLERANCE:g} of itself) for only {fraction:.1%} of "
+            f"entries (needs {INVERSION_MIN_FRACTION:.0%}), so they are not log1p(count x per-cell factor) "
+            "of integer counts (normalized values without the log1p, e.g. proportions, look like this) and "
+            "the counts cannot be recovered",
             RAW_COUNTS_FIX,
         )
     cell_fraction = np.add.reduceat(near.astype(np.int64), starts) / nnz[filled]

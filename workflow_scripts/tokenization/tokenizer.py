@@ -44,6 +44,7 @@ from ..core.counts import (
 from ..core.dictionaries import (
     CLS_TOKEN,
     EOS_TOKEN,
+    gene_vocabulary,
     load_median_dictionary,
     load_token_dictionary,
 )
@@ -58,33 +59,6 @@ RESERVED_COLUMNS = ("input_ids", "length", "cell_id")
 SORT_RUN_ENTRIES = 8192
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-
-def gene_vocabulary(
-    gene_ids: np.ndarray, tokens: dict[str, int], medians: dict[str, float], source: str, min_genes_in_vocabulary: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per column of the file: its token id (-1 when it has no token or no median) and its median."""
-    index = pd.Index(gene_ids)
-    gene_median = index.map(medians).to_numpy(dtype=np.float64, na_value=np.nan)
-    gene_token = index.map(tokens).to_numpy(dtype=np.float64, na_value=np.nan)
-    usable = ~np.isnan(gene_token) & ~np.isnan(gene_median)
-    n_usable = int(usable.sum())
-    if n_usable < min_genes_in_vocabulary:
-        raise InputError(
-            source,
-            f"only {n_usable} of {gene_ids.size} genes are in the token dictionary with a median "
-            f"(checks.min_genes_in_vocabulary is {min_genes_in_vocabulary})",
-            "use Ensembl IDs in var['ensembl_id'] (map symbols with the gene name dictionary), "
-            "and a token dictionary and medians that cover this dataset's genes",
-        )
-    duplicated = index[usable][index[usable].duplicated()].unique()
-    if duplicated.size:
-        raise InputError(
-            source,
-            f"{duplicated.size} vocabulary genes occur in more than one column (e.g. {', '.join(duplicated[:3])})",
-            "sum duplicated genes into one column per Ensembl ID",
-        )
-    return np.where(usable, gene_token, -1).astype(np.int64), gene_median
 
 
 def ranked_tokens(
