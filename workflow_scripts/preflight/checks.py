@@ -15,7 +15,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.counts import check_counts_file, read_gene_ids
-from ..core.dictionaries import gene_vocabulary, load_median_dictionary, load_token_dictionary
+from ..core.dictionaries import (
+    gene_vocabulary,
+    load_median_dictionary,
+    load_token_dictionary,
+)
 from ..core.errors import InputError
 from ..core.folds import select_cells
 from ..core.genes import labels_in_vocabulary, read_gene_labels, require_genes_per_class
