@@ -14,6 +14,7 @@ COMMANDS = [line.split("#")[0].strip() for block in BASH_BLOCKS for line in bloc
             if line.startswith("snakemake ")]
 MY_DATA = re.search(r"```yaml\n# my_data.yaml\n(.*?)```", README, re.S)[1]
 PLACED_BY_HAND = "data/human_dcm_hcm_scportal_03.17.2022.h5ad"  # config/paper.yaml: a portal login
+MY_CHECKPOINT = re.search(r"checkpoint: (\S+)\}", MY_DATA)[1]
 
 
 def test_the_readme_shows_commands():
@@ -28,6 +29,7 @@ def readme_workdir(tmp_path_factory):
     (workdir / "my_data.yaml").write_text(MY_DATA)
     (workdir / "data").mkdir()
     (workdir / "data/my_cells.h5ad").touch()
+    (workdir / MY_CHECKPOINT).mkdir(parents=True)
     (workdir / PLACED_BY_HAND).touch()
     return workdir
 
@@ -44,3 +46,4 @@ def test_each_readme_command_plans_as_a_dry_run(readme_workdir, command):
         assert planned_folds == [f"experiment={experiment}, method={method}, fold={fold.removeprefix('fold_')}"]
     if "results/my_cells/summary.csv" in arguments:
         assert planned_folds and all("experiment=my_cells" in wildcards for wildcards in planned_folds)
+        assert "rule pretrain:" not in result.stdout, "the README's own-data example fine-tunes a checkpoint"
