@@ -21,6 +21,7 @@ rule baseline_fold:
     benchmark:
         "results/benchmarks/baseline_fold/{experiment}/{method}/fold_{fold}.tsv"
     wildcard_constraints:
+        fold=FOLD_RUN,
         method=alternatives(WORKFLOW.methods_of(False)),
     conda:
         DATA_ENV
@@ -33,8 +34,9 @@ rule baseline_fold:
             f"--tokenized-dir {input.gene_task[0]} --cells-tsv {input.gene_task[1]}" if input.gene_task else ""
         ),
         settings=BASELINE_WIRING.settings,
-        seed=config["seed"],
+        fold=WORKFLOW.run_fold,
+        seed=WORKFLOW.run_seed,
     shell:
         "python -m workflow_scripts baseline --task {params.task} --h5ad-path {input.h5ad}"
-        " --folds-tsv {input.folds} {params.gene_task} --fold {wildcards.fold} --settings {params.settings:q}"
+        " --folds-tsv {input.folds} {params.gene_task} --fold {params.fold} --settings {params.settings:q}"
         " --seed {params.seed} --output-predictions {output.predictions} > {log} 2>&1"

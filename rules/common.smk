@@ -2,6 +2,7 @@
 # the rule files use; what only one stage's rules use lives in that stage's wiring.
 from workflow_scripts.core.config import method_settings, validate_config
 from workflow_scripts.core.wiring import (
+    FOLD_RUN,
     PRETRAINED_MODEL,
     SIMULATED_GENE_LABELS,
     SIMULATED_GENE_SETS,

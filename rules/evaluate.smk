@@ -35,8 +35,8 @@ rule summarize_experiment:
 
 
 rule plot_experiment:
-    input:
-        WORKFLOW.fold_files("predictions.tsv"),
+    input:  # the folds of the workflow's seed (the tables add those of replicate_seeds)
+        WORKFLOW.fold_files("predictions.tsv", replicates=False),
     output:
         roc=report("results/{experiment}/figures/roc.png", category="{experiment}", caption="../report/roc.rst"),
         confusion=report(

@@ -1,4 +1,5 @@
-# One job per experiment x fine-tuning method x fold, tagged with GPU count, memory and runtime.
+# One job per experiment x fine-tuning method x fold (x replicate seed: fold_K_seed_S), tagged with GPU
+# count, memory and runtime.
 # The experiment's task (workflow_scripts/core/tasks.py) decides the fold's data and the model head: cell
 # tasks train a sequence classifier; gene tasks a token classifier (with the cell roles of cells.tsv).
 # Training checkpoints go to the fold's model.resume/ (removed on success): a killed job resumes when rerun.
@@ -19,6 +20,7 @@ rule finetune_fold:
     benchmark:
         "results/benchmarks/finetune_fold/{experiment}/{method}/fold_{fold}.tsv"
     wildcard_constraints:
+        fold=FOLD_RUN,
         method=alternatives(WORKFLOW.methods_of(True)),
     conda:
         TORCH_ENV
@@ -32,11 +34,12 @@ rule finetune_fold:
             method_settings(config, wildcards.experiment, wildcards.method)["finetuning"]
         ),
         checkpoint=WORKFLOW.checkpoint_of,
-        seed=config["seed"],
+        fold=WORKFLOW.run_fold,
+        seed=WORKFLOW.run_seed,
         launcher=WORKFLOW.launcher("finetune"),
     shell:
         "{params.launcher} finetune --task {params.task} --tokenized-dir {input.tokenized}"
-        " --folds-tsv {input.folds} {params.cells} --fold {wildcards.fold} --checkpoint {params.checkpoint}"
+        " --folds-tsv {input.folds} {params.cells} --fold {params.fold} --checkpoint {params.checkpoint}"
         " --settings {params.settings:q} --seed {params.seed} --threads {threads}"
         " --output-predictions {output.predictions} --output-log {output.training_log}"
         " --output-model {output.model} > {log} 2>&1"

@@ -38,6 +38,9 @@ def synthetic_predictions(
     return pd.concat([frame, pd.DataFrame(probabilities, columns=[f"prob:{c}" for c in classes])], axis=1)
 
 
+SEED = 42
+
+
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], Path]:
     """Two methods x three folds of predictions.tsv; 'd' is absent from the true labels of one fold."""
@@ -110,7 +113,7 @@ def test_malformed_predictions_are_refused(column: str, value: object, message: 
 @pytest.fixture(scope="module")
 def summary_directory(experiment: dict, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     directory = tmp_path_factory.mktemp("summary")
-    predictions = [(method, fold, path) for (method, fold), path in experiment.items()]
+    predictions = [(method, fold, SEED, path) for (method, fold), path in experiment.items()]
     summarize_experiment("toy", predictions, directory)
     return directory, predictions
 
@@ -130,7 +133,7 @@ def test_summary_mean_and_sample_sd(summary_directory: tuple[Path, list]) -> Non
             assert row[f"{metric}_sd"] == pytest.approx(values.std(ddof=1))
             assert row[f"{metric}_sd"] != pytest.approx(values.std(ddof=0))
             assert row[metric] == f"{row[f'{metric}_mean']:.3f} ± {row[f'{metric}_sd']:.3f}"
-    accuracies = [score_predictions(path)["accuracy"] for name, _, path in metrics if name == "zeta_model"]
+    accuracies = [score_predictions(path)["accuracy"] for name, _, _, path in metrics if name == "zeta_model"]
     assert fold_table[fold_table["method"] == "zeta_model"]["accuracy"].tolist() == pytest.approx(accuracies)
 
 
@@ -147,7 +150,7 @@ def test_summary_markdown_has_a_row_per_method(summary_directory: tuple[Path, li
 def test_per_class_summary_skips_folds_without_the_class(summary_directory: tuple[Path, list]) -> None:
     directory, metrics = summary_directory
     per_class = pd.read_csv(directory / "per_class.csv").set_index(["method", "class"])
-    payloads = [score_predictions(path) for method, _, path in metrics if method == "alpha_baseline"]
+    payloads = [score_predictions(path) for method, _, _, path in metrics if method == "alpha_baseline"]
     d_f1 = [payload["per_class"]["d"]["f1"] for payload in payloads if payload["per_class"]["d"]["support"] > 0]
     d_row = per_class.loc[("alpha_baseline", "d")]
     assert len(d_f1) == N_FOLDS - 1 and d_row["n_folds"] == N_FOLDS - 1
@@ -164,3 +167,32 @@ def test_duplicate_fold_is_refused(summary_directory: tuple[Path, list], tmp_pat
     with pytest.raises(InputError, match="twice"):
         summarize_experiment("toy", [*metrics, metrics[0]], tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_replicate_seeds_give_the_sd_over_folds_and_over_seeds(experiment: dict, tmp_path: Path) -> None:
+    """Each fold trained with three seeds: the SD over folds is that of the folds' means over seeds, the
+    SD over seeds that of the seeds' means over folds, and summary.md shows both."""
+    rng = np.random.default_rng(8)
+    predictions = []
+    for seed in (42, 7, 9):
+        for fold in range(N_FOLDS):
+            path = tmp_path / "zeta_model" / f"fold_{fold}_seed_{seed}" / "predictions.tsv"
+            write_tsv(synthetic_predictions(rng, CLASSES, CLASSES, 80, 1.5), path)
+            predictions.append(("zeta_model", fold, seed, path))
+    summarize_experiment("toy", predictions, tmp_path)
+    runs = pd.read_csv(tmp_path / "fold_metrics.csv")
+    row = pd.read_csv(tmp_path / "summary.csv").iloc[0]
+    assert len(runs) == 3 * N_FOLDS and row["n_folds"] == N_FOLDS and row["n_seeds"] == 3
+    assert row["macro_f1_mean"] == pytest.approx(runs["macro_f1"].mean())
+    assert row["macro_f1_sd"] == pytest.approx(runs.groupby("fold")["macro_f1"].mean().std(ddof=1))
+    assert row["macro_f1_seed_sd"] == pytest.approx(runs.groupby("seed")["macro_f1"].mean().std(ddof=1))
+    assert f"| {row['macro_f1_seed_sd']:.3f} | {row['macro_auc']} | {N_FOLDS} | 3 |" in (tmp_path / "summary.md").read_text()
+    per_class = pd.read_csv(tmp_path / "per_class.csv")
+    assert (per_class["n_folds"] == N_FOLDS).all()
+
+
+def test_one_seed_has_no_sd_over_seeds(summary_directory: tuple[Path, list]) -> None:
+    directory, _ = summary_directory
+    summary = pd.read_csv(directory / "summary.csv")
+    assert (summary["n_seeds"] == 1).all() and summary["macro_f1_seed_sd"].isna().all()
+    assert "over seeds" not in (directory / "summary.md").read_text()

@@ -40,14 +40,14 @@ def write_predictions(path: Path, classes: list[str], true_classes: list[str], s
     return path
 
 
-def experiment_predictions(directory: Path, classes: list[str], n_folds: int = 3) -> list[tuple[str, int, Path]]:
+def experiment_predictions(directory: Path, classes: list[str], n_folds: int = 3) -> list[tuple[str, int, int, Path]]:
     """Two methods x n_folds; the last class is absent from fold 2's true labels."""
     entries = []
     for method, skill in (("geneformer", 2.5), ("logreg_hvg", 1.0)):
         for fold in range(n_folds):
             true_classes = classes[:-1] if fold == 2 else classes
             path = directory / method / f"fold_{fold}" / "predictions.tsv"
-            entries.append((method, fold, write_predictions(path, classes, true_classes, skill, seed=len(entries))))
+            entries.append((method, fold, 42, write_predictions(path, classes, true_classes, skill, seed=len(entries))))
     return entries
 
 
@@ -73,7 +73,7 @@ def test_mean_roc_averages_the_folds_that_contain_the_class(tmp_path: Path) -> N
     classes = ["alpha", "beta", "gamma"]
     folds = [
         read_predictions(path)
-        for _, _, path in experiment_predictions(tmp_path, classes)
+        for _, _, _, path in experiment_predictions(tmp_path, classes)
         if path.parent.parent.name == "geneformer"
     ]
     mean_curve, sd_curve, aucs = mean_roc(folds, classes.index("gamma"))
@@ -90,8 +90,8 @@ def test_mean_roc_averages_the_folds_that_contain_the_class(tmp_path: Path) -> N
 
 def test_mixed_class_orders_are_refused(tmp_path: Path) -> None:
     entries = [
-        ("geneformer", 0, write_predictions(tmp_path / "a.tsv", ["x", "y", "z"], ["x", "y", "z"], 1.0, 0)),
-        ("geneformer", 1, write_predictions(tmp_path / "b.tsv", ["x", "y"], ["x", "y"], 1.0, 1)),
+        ("geneformer", 0, 42, write_predictions(tmp_path / "a.tsv", ["x", "y", "z"], ["x", "y", "z"], 1.0, 0)),
+        ("geneformer", 1, 42, write_predictions(tmp_path / "b.tsv", ["x", "y"], ["x", "y"], 1.0, 1)),
     ]
     with pytest.raises(InputError, match="disagree on classes"):
         plot_experiment("toy", entries, tmp_path / "figures")

@@ -126,3 +126,22 @@ def test_a_users_dictionary_files_are_inputs_of_the_reference_job(workdir):
     (workdir / "my_tokens.tsv").unlink()  # a missing user file stops the plan, naming it
     result = snakemake(workdir, "-n", "results/reference/token_dictionary.tsv", "--configfile", "reference.yaml")
     assert result.returncode != 0 and "my_tokens.tsv" in result.stdout + result.stderr
+
+
+def test_replicate_seeds_train_every_fold_once_more_per_seed(workdir):
+    """replicate_seeds: [7] adds fold_K_seed_7 runs (trained and baselined with seed 7) to the summary's
+    inputs; the fold_K runs keep the workflow's seed, and the figures plot those alone."""
+    (workdir / "replicates.yaml").write_text("replicate_seeds: [7]\n")
+    result = snakemake(workdir, "-n", "-p", "results/pancreas_celltype/summary.csv",
+                       "results/pancreas_celltype/figures/roc.png", "--configfile", "config/config.yaml",
+                       "replicates.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line for line in result.stdout.splitlines() if "python -m workflow_scripts" in line]
+    replicate = [line for line in commands if "geneformer_enhanced/fold_1_seed_7/predictions.tsv" in line
+                 and " finetune " in line]
+    main = [line for line in commands if "geneformer_enhanced/fold_1/predictions.tsv" in line and " finetune " in line]
+    assert len(replicate) == 1 and "--fold 1 " in replicate[0] and "--seed 7 " in replicate[0]
+    assert len(main) == 1 and "--seed 42 " in main[0]
+    summarize = next(line for line in commands if " summarize " in line)
+    figures = next(line for line in commands if " figures " in line)
+    assert '"pca_rf", 4, 7,' in summarize and "seed_7" not in figures

@@ -9,6 +9,7 @@ Methods that take `wildcards` (and `input`) are Snakemake input and params funct
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
 SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
 SIMULATED_GENE_SETS = "results/data/gene_sets.gmt"  # the simulator's gene programs, as a GMT file
 SIMULATED = "simulated"
+FOLD_RUN = r"\d+(_seed_\d+)?"  # a training run's directory, fold_{run}: a fold, with a replicate seed or not
+_FOLD_RUN = re.compile(r"^(?P<fold>\d+)(?:_seed_(?P<seed>\d+))?$")
 
 
 def as_json(value: Any) -> str:
@@ -76,20 +79,38 @@ class Workflow:
                        for method, entry in self.config["experiments"][name]["methods"].items()
                        if (entry["kind"] in FINETUNE_KINDS) == finetuned})
 
-    def fold_files(self, name: str):
-        """An input function: every method's and fold's `name` file of the wildcards' experiment."""
+    def fold_runs(self, n_folds: int, replicates: bool = True) -> list[str]:
+        """The training runs of a method, as in fold_{run}: each fold with the workflow's seed, then
+        (`replicates`) each fold again with each of `replicate_seeds`."""
+        seeds = self.config["replicate_seeds"] if replicates else []
+        return [str(fold) for fold in range(n_folds)] + [f"{fold}_seed_{seed}" for seed in seeds
+                                                         for fold in range(n_folds)]
+
+    def fold_files(self, name: str, replicates: bool = True):
+        """An input function: every method's and training run's `name` file of the wildcards' experiment."""
 
         def files(wildcards) -> list[str]:
             entry = self.experiment(wildcards)
-            return [f"results/{wildcards.experiment}/{method}/fold_{fold}/{name}"
-                    for method in entry["methods"] for fold in range(entry["n_folds"])]
+            return [f"results/{wildcards.experiment}/{method}/fold_{run}/{name}"
+                    for method in entry["methods"] for run in self.fold_runs(entry["n_folds"], replicates)]
 
         return files
 
-    @staticmethod
-    def labelled(paths: list[str]) -> str:
-        """JSON list of [method, fold, path] of fold files, for summarize / figures."""
-        return as_json([[Path(p).parts[-3], int(Path(p).parts[-2].removeprefix("fold_")), p] for p in paths])
+    def fold_and_seed(self, run: str) -> tuple[int, int]:
+        """A training run's fold and seed (3_seed_7: fold 3, seed 7; 3: fold 3, the workflow's seed)."""
+        match = _FOLD_RUN.match(run)
+        return int(match["fold"]), self.config["seed"] if match["seed"] is None else int(match["seed"])
+
+    def run_fold(self, wildcards) -> int:
+        return self.fold_and_seed(wildcards.fold)[0]
+
+    def run_seed(self, wildcards) -> int:
+        return self.fold_and_seed(wildcards.fold)[1]
+
+    def labelled(self, paths: list[str]) -> str:
+        """JSON list of [method, fold, seed, path] of fold files, for summarize / figures."""
+        return as_json([[Path(path).parts[-3], *self.fold_and_seed(Path(path).parts[-2].removeprefix("fold_")), path]
+                        for path in paths])
 
     def gene_label_source(self, name: str) -> str:
         """A gene task's label file as given: a downloaded file's place, or the user's path."""

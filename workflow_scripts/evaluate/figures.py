@@ -25,29 +25,29 @@ from ..core.metrics import (
     roc_class_indices,
 )
 from ..core.style import method_colours, save_figure
+from .summary import RunPredictions
 
 ROC_GRID = np.linspace(0, 1, 100)  # Geneformer's mean ROC: each fold interpolated on 100 FPR points
 ROC_PANELS_PER_ROW = 4
 
 
-def load_method_folds(
-    predictions: list[tuple[str, int, str | Path]],
-) -> tuple[dict[str, list[Predictions]], list[str]]:
-    """Predictions grouped by method (order given, folds ascending), checked for one class order."""
-    keys = [(method, int(fold)) for method, fold, _ in predictions]
+def load_method_folds(predictions: RunPredictions) -> tuple[dict[str, list[Predictions]], list[str]]:
+    """Predictions grouped by method (order given, folds ascending), checked for one class order; the
+    rules pass the folds of one seed (a fold twice would count twice in the mean curves)."""
+    keys = [(method, int(fold)) for method, fold, *_ in predictions]
     if not predictions or len(set(keys)) != len(keys):
         raise InputError(
             "figure predictions", "is empty or lists a (method, fold) twice", "pass each fold's predictions once"
         )
     by_method: dict[str, list[Predictions]] = {}
-    for method, _, path in sorted(predictions, key=lambda entry: int(entry[1])):
+    for method, _, _, path in sorted(predictions, key=lambda entry: int(entry[1])):
         by_method.setdefault(method, []).append(read_predictions(path))
     class_orders = {tuple(fold.classes) for folds in by_method.values() for fold in folds}
     if len(class_orders) != 1:
         raise InputError(
             "figure predictions", f"files disagree on classes: {class_orders}", "plot one experiment's folds"
         )
-    method_order = list(dict.fromkeys(method for method, _, _ in predictions))
+    method_order = list(dict.fromkeys(method for method, *_ in predictions))
     return {method: by_method[method] for method in method_order}, list(class_orders.pop())
 
 
@@ -159,9 +159,7 @@ def plot_per_class_f1(
     return figure
 
 
-def plot_experiment(
-    experiment: str, predictions: list[tuple[str, int, str | Path]], output_dir: str | Path
-) -> list[Path]:
+def plot_experiment(experiment: str, predictions: RunPredictions, output_dir: str | Path) -> list[Path]:
     """Write roc, confusion and per_class_f1 figures (PNG and PDF) for one experiment; return their paths."""
     by_method, classes = load_method_folds(predictions)
     metrics_by_method = {method: [fold_metrics(fold) for fold in folds] for method, folds in by_method.items()}
