@@ -432,3 +432,33 @@ def test_write_canonical_h5ad_checks_the_contract(tmp_path):
     with pytest.raises(ValueError, match="row sums"):
         write_canonical_h5ad(adata, tmp_path / "bad.h5ad")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pbmc_like_file_with_symbols_scaled_x_and_log_normalized_raw(tmp_path, caplog):
+    """As scanpy's pbmc68k_reduced: gene symbols, z-scored X, log1p-normalized `.raw` and no counts
+    stored anywhere: the counts are recovered from `.raw` and the symbols mapped to Ensembl IDs."""
+    counts = raw_counts(30, len(SYMBOLS), seed=9)
+    logged = log_normalized(counts)
+    dense = logged.toarray()
+    scaled = (dense - dense.mean(axis=0)) / dense.std(axis=0)
+    obs = pd.DataFrame({"cell_type": np.resize(["B", "T", "NK"], 30)}, index=cell_index(30))
+    adata = ad.AnnData(X=scaled.astype(np.float32), obs=obs, var=pd.DataFrame(index=SYMBOLS))
+    adata.raw = ad.AnnData(X=logged, obs=obs, var=pd.DataFrame(index=SYMBOLS))
+    path = tmp_path / "pbmc_like.h5ad"
+    adata.write_h5ad(path)
+    with caplog.at_level(logging.WARNING):
+        prepared = read_user_h5ad(path, ["cell_type"], NAME_TO_ID)
+    assert "inverting the log1p normalization of raw.X" in caplog.text
+    assert list(prepared.var_names) == GENE_IDS and (prepared.X != counts).nnz == 0
+
+
+def test_counts_stored_as_near_integer_floats_are_accepted(tmp_path):
+    """As CellTypist's sample: raw counts stored as floats, a rounding error off integers."""
+    counts = raw_counts(12, 8, seed=10)
+    noisy = counts.astype(np.float64)
+    noisy.data += np.random.default_rng(11).uniform(-1e-7, 1e-7, noisy.data.size)
+    path = tmp_path / "float_counts.h5ad"
+    obs = pd.DataFrame({"cell_type": np.resize(["a", "b"], 12)}, index=cell_index(12))
+    ad.AnnData(X=noisy, obs=obs, var=pd.DataFrame(index=SYMBOLS)).write_h5ad(path)
+    prepared = read_user_h5ad(path, ["cell_type"], NAME_TO_ID)
+    assert prepared.X.dtype == np.int32 and (prepared.X != counts).nnz == 0
