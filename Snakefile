@@ -27,6 +27,7 @@ include: "rules/evaluate.smk"
 include: "rules/quantize.smk"
 include: "rules/embeddings.smk"
 include: "rules/perturb.smk"
+include: "rules/sweep.smk"
 include: "rules/aggregate.smk"
 include: "rules/ablation.smk"
 
@@ -47,6 +48,7 @@ rule all:
         ["results/tables/embedding_scores.csv"] if EMBEDDED else [],
         PERTURBATION_FIGURES if PERTURBED else [],
         ["results/tables/perturbation_truth.csv"] if PLANTED_TRUTH else [],
+        ["results/tables/training_size.csv"] if SWEEP.enabled else [],
         "docs/results.md",
 
 

@@ -68,6 +68,7 @@ RESULTS_DOCUMENT = ResultsDocument(
     embedded=EMBEDDED,
     perturbation_figures=PERTURBATION_FIGURES if PERTURBED else [],
     planted_truth=bool(PLANTED_TRUTH),
+    swept=SWEEP.enabled,
 )
 
 

@@ -1,6 +1,7 @@
 # Shared helpers: the validated config, and the Workflow (workflow_scripts/core/wiring.py) whose methods
 # the rule files use; what only one stage's rules use lives in that stage's wiring.
 from workflow_scripts.core.config import method_settings, validate_config
+from workflow_scripts.sweep.wiring import add_size_experiments
 from workflow_scripts.core.wiring import (
     FOLD_RUN,
     PRETRAINED_MODEL,
@@ -12,6 +13,7 @@ from workflow_scripts.core.wiring import (
 )
 
 validate_config(config, source="config")  # fills schema defaults in place; stops on a bad config
+SIZE_EXPERIMENTS = add_size_experiments(config)  # the training-size sweep's experiments (rules/sweep.smk)
 
 WORKFLOW = Workflow(config)
 EXPERIMENTS = WORKFLOW.experiments

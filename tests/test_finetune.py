@@ -91,7 +91,7 @@ def test_finetune_fold_end_to_end(tmp_path, labelled_h5ad, checkpoint):
                      ChecksSettings(min_genes_in_vocabulary=50, min_genes_per_class=10, min_count_share_in_vocabulary=0.5), ["cell_type"])
     experiment = ExperimentSettings.from_config(dict(
         dataset="labelled", task="cell_classification", label_column="cell_type", gene_labels=None, n_cells=None,
-        test_cell_fraction=0.3, min_cells_per_gene=5, group_column=None, split="stratified", n_folds=3, subset={}))
+        test_cell_fraction=0.3, min_cells_per_gene=5, n_training_cells=None, group_column=None, split="stratified", n_folds=3, subset={}))
     make_folds(experiment, 0, tmp_path / "folds.tsv", h5ad_path=labelled_h5ad)
     settings = FinetuningSettings.from_config({**SETTINGS, "epochs": 8, "learning_rate": 3e-3, "loss": "focal",
                                                "focal_alpha": "balanced", "upsample": True, "head_only_epochs": 1})

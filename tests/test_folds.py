@@ -10,7 +10,7 @@ from workflow_scripts.core.tasks import ExperimentSettings
 from workflow_scripts.preflight.folds import make_folds
 
 EXPERIMENT = dict(dataset="labelled", task="cell_classification", label_column="cell_type", gene_labels=None,
-                  n_cells=None, test_cell_fraction=0.3, min_cells_per_gene=5, group_column=None, split="stratified",
+                  n_cells=None, test_cell_fraction=0.3, min_cells_per_gene=5, n_training_cells=None, group_column=None, split="stratified",
                   n_folds=3, subset={})
 
 

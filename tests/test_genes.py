@@ -40,7 +40,8 @@ SETTINGS = dict(epochs=2, batch_size=16, eval_batch_size=32, learning_rate=1e-3,
                 loss="focal", focal_gamma=2.0, focal_alpha="balanced", upsample=False, upsample_fraction=0.5,
                 head_only_epochs=0, init="pretrained", checkpoint_every_steps=0)
 GENE_EXPERIMENT = dict(dataset="labelled", task="gene_classification", label_column=None, gene_labels="labels.tsv",
-                       n_cells=None, test_cell_fraction=0.3, min_cells_per_gene=2, group_column=None,
+                       n_cells=None, test_cell_fraction=0.3, min_cells_per_gene=2, n_training_cells=None,
+                       group_column=None,
                        split="stratified", n_folds=3, subset={})
 
 
@@ -148,6 +149,24 @@ def test_gene_folds_split_genes_and_cells(gene_task):
     assert (folds["n_train_cells"] >= 2).all() and (folds["n_test_cells"] >= 2).all()
     assert (folds.groupby("fold")["label"].nunique() == 2).all()  # stratified: both classes in every fold
     assert len(cells) == 200 and (cells["role"] == "test").sum() == 60 and not cells["cell_id"].duplicated().any()
+
+
+def test_fewer_training_cells_keep_the_genes_folds_and_test_cells(gene_task):
+    """n_training_cells: a nested seeded subset of the training cells; the kept genes, their folds and
+    the test cells are those of all training cells, so every size is scored on the same genes and cells."""
+    directory = gene_task["dir"]
+    runs = {}
+    for size in (None, 80, 30):
+        make_gene_folds(gene_task, n_cells=200, n_training_cells=size)
+        runs[size] = (pd.read_csv(directory / "folds.tsv", sep="\t"), pd.read_csv(directory / "cells.tsv", sep="\t"))
+    key = ["ensembl_id", "label", "fold", "n_test_cells"]
+    trained = {size: set(cells.loc[cells["role"] == "train", "cell_id"]) for size, (_, cells) in runs.items()}
+    tested = {size: set(cells.loc[cells["role"] == "test", "cell_id"]) for size, (_, cells) in runs.items()}
+    assert len(trained[None]) == 140 and len(trained[80]) == 80 and len(trained[30]) == 30
+    assert trained[30] < trained[80] < trained[None] and tested[30] == tested[80] == tested[None]
+    for size in (80, 30):
+        pd.testing.assert_frame_equal(runs[size][0][key], runs[None][0][key])
+        assert (runs[size][0]["n_train_cells"] <= runs[None][0]["n_train_cells"]).all()
 
 
 def test_gene_fold_finetune_and_baseline_score_only_held_out_genes_in_test_cells(gene_task):

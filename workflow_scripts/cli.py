@@ -41,6 +41,7 @@ COMMANDS = {
     "summarize": "evaluate.summary:summarize_experiment",
     "figures": "evaluate.figures:plot_experiment",
     "relative-change": "evaluate.figures:plot_relative_change",
+    "training-size-sweep": "sweep.tables:write_training_size_sweep",
     "aggregate": "aggregate.tables:collect_experiments",
     "compare": "aggregate.tables:compare_with_reported",
     "runtime": "aggregate.runtime:collect_runtime",

@@ -58,7 +58,7 @@ class ResultsDocument:
     tables and figures of the `all` target, in the order of the Snakefile's list, then the runtime."""
 
     def __init__(self, config: dict[str, Any], quantized: bool, embedded: bool, perturbation_figures: list[str],
-                 planted_truth: bool) -> None:
+                 planted_truth: bool, swept: bool = False) -> None:
         self.sections = [
             section("All experiments", "results/tables/all_experiments.md", "report/all_experiments.rst"),
             section("Reported vs reproduced", "results/tables/reported_vs_reproduced.md",
@@ -75,6 +75,9 @@ class ResultsDocument:
             self.sections.append(section("In silico perturbation",
                                          "results/tables/perturbation_truth.csv" if planted_truth else None,
                                          "report/perturbation.rst", [(path, None) for path in perturbation_figures]))
+        if swept:
+            self.sections.append(section("Training-size sweep", "results/tables/training_size.md",
+                                         "report/training_size.rst", [("results/figures/training_size.png", None)]))
         self.sections.append(section("Runtime", "results/tables/runtime.csv", "report/runtime.rst",
                                      [("results/figures/runtime.png", None)]))
 

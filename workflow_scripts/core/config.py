@@ -245,8 +245,9 @@ def check_task_keys(config: dict[str, Any], name: str, where: str) -> None:
     if experiment["task"] == "cell_classification":
         if not experiment["label_column"]:
             raise InputError(where, "a cell_classification task needs label_column", "name the obs column of the labels")
-        if experiment["gene_labels"]:
-            raise InputError(where, "gene_labels is for gene_classification", "remove it or set task: gene_classification")
+        if experiment["gene_labels"] or experiment["n_training_cells"]:
+            raise InputError(where, "gene_labels and n_training_cells are for gene_classification",
+                             "remove them or set task: gene_classification")
         allowed = CELL_TASK_KINDS
     else:
         if not experiment["gene_labels"]:

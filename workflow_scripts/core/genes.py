@@ -21,6 +21,7 @@ from .errors import InputError
 IGNORE_INDEX = -100  # positions without a label, skipped by the loss (Hugging Face's convention)
 GENE_LABEL_COLUMNS = ("ensembl_id", "label")
 CELL_ROLES = ("train", "test")
+TRAINING_SUBSET_STREAM = 1  # n_training_cells' draws, apart from split_cells' (seeded by the seed alone)
 
 
 def read_gene_labels(path: str | Path) -> pd.DataFrame:
@@ -76,6 +77,15 @@ def split_cells(n_cells_available: int, n_cells: int | None, test_fraction: floa
         raise InputError("test_cell_fraction", f"leaves {n_test} of {len(chosen)} cells for testing",
                          "choose a fraction that leaves cells for both training and testing")
     return np.sort(chosen[n_test:]), np.sort(chosen[:n_test])
+
+
+def training_subset(train_rows: np.ndarray, n_training_cells: int | None, seed: int) -> np.ndarray:
+    """The first `n_training_cells` of one seeded order of the training rows (sorted; all when None or
+    when fewer are available), so a smaller subset is always part of a larger one."""
+    if n_training_cells is None or n_training_cells >= len(train_rows):
+        return train_rows
+    order = np.random.default_rng((seed, TRAINING_SUBSET_STREAM)).permutation(len(train_rows))
+    return np.sort(train_rows[order[:n_training_cells]])
 
 
 def cells_holding_each_token(tokens: RaggedTokens, rows: np.ndarray, vocab_size: int) -> np.ndarray:

@@ -35,6 +35,7 @@ from .genes import (
     rows_with_labels,
     split_cells,
     token_label_lookup,
+    training_subset,
 )
 from .outputs import predictions_table, write_tsv
 from .settings import Settings
@@ -54,6 +55,7 @@ class ExperimentSettings(Settings):
     n_cells: int | None
     test_cell_fraction: float
     min_cells_per_gene: int
+    n_training_cells: int | None
     group_column: str | None
     split: str
     n_folds: int
@@ -287,7 +289,9 @@ class GeneTask(Task):
     def make_folds(self, experiment: ExperimentSettings, seed: int, inputs: FoldInputs,
                    output_folds_tsv: str | Path) -> None:
         """A labelled gene is kept only if it occurs in at least `min_cells_per_gene` training cells and
-        as many test cells: a gene absent from the encodings can be neither learned nor scored."""
+        as many test cells: a gene absent from the encodings can be neither learned nor scored. With
+        `n_training_cells`, cells.tsv names a seeded subset of the training cells (n_train_cells counts
+        that subset), while which genes are kept and their folds follow all training cells."""
         from .dictionaries import load_token_dictionary
 
         gene_labels_tsv = inputs.required("gene_labels_tsv", self.name)
@@ -304,6 +308,8 @@ class GeneTask(Task):
         labels["n_train_cells"] = cells_holding_each_token(tokens, train_rows, vocab_size)[labels["token_id"]]
         labels["n_test_cells"] = cells_holding_each_token(tokens, test_rows, vocab_size)[labels["token_id"]]
         present = (labels["n_train_cells"] >= min_cells_per_gene) & (labels["n_test_cells"] >= min_cells_per_gene)
+        train_rows = training_subset(train_rows, experiment.n_training_cells, seed)
+        labels["n_train_cells"] = cells_holding_each_token(tokens, train_rows, vocab_size)[labels["token_id"]]
         require_genes_per_class(
             labels[present], minimum, str(gene_labels_tsv),
             f"{int((~present).sum())} of {len(labels)} labelled genes occur in fewer than {min_cells_per_gene} "
