@@ -60,3 +60,18 @@ def test_all_experiments_table(pancreas_tables, tmp_path):
     assert list(table.columns) == ["experiment", "task", "method", "accuracy", "macro_f1", "weighted_f1",
                                    "macro_auc", "n_folds"]
     assert table.loc[1, "macro_auc"] == "0.900 ± 0.020"
+
+
+def test_every_reported_row_names_a_cell_of_the_default_or_the_network_preset():
+    """A row whose experiment or method is spelt wrong would say "not run" forever: each must name a
+    method of an experiment of config.yaml, or of config/network_chromatin.yaml (with its sweep)."""
+    from workflow_scripts.core.config import load_config
+    from workflow_scripts.sweep.wiring import add_size_experiments
+
+    experiments = dict(load_config(DEFAULT_CONFIG_PATH)["experiments"])
+    network = load_config(DEFAULT_CONFIG_PATH, DEFAULT_CONFIG_PATH.parent / "network_chromatin.yaml")
+    add_size_experiments(network)
+    experiments.update(network["experiments"])
+    for row in yaml.safe_load(REPORTED.read_text()):
+        if "experiment" in row:
+            assert row["method"] in experiments[row["experiment"]]["methods"], row

@@ -6,6 +6,7 @@ import re
 import shlex
 
 import pytest
+import yaml
 from conftest import REPO, copy_workflow, snakemake
 
 README = (REPO / "README.md").read_text()
@@ -13,7 +14,8 @@ BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
 COMMANDS = [line.split("#")[0].strip() for block in BASH_BLOCKS for line in block.splitlines()
             if line.startswith("snakemake ")]
 MY_DATA = re.search(r"```yaml\n# my_data.yaml\n(.*?)```", README, re.S)[1]
-PLACED_BY_HAND = "data/human_dcm_hcm_scportal_03.17.2022.h5ad"  # config/paper.yaml: a portal login
+PLACED_BY_HAND = [entry["path"] for entry in yaml.safe_load((REPO / "config/paper.yaml").read_text())["datasets"].values()
+                  if entry and entry["source"] == "h5ad"]  # config/paper.yaml: a portal login, unpinned sources
 MY_CHECKPOINT = re.search(r"checkpoint: (\S+)\}", MY_DATA)[1]
 
 
@@ -30,7 +32,8 @@ def readme_workdir(tmp_path_factory):
     (workdir / "data").mkdir()
     (workdir / "data/my_cells.h5ad").touch()
     (workdir / MY_CHECKPOINT).mkdir(parents=True)
-    (workdir / PLACED_BY_HAND).touch()
+    for path in PLACED_BY_HAND:
+        (workdir / path).touch()
     return workdir
 
 
