@@ -119,6 +119,16 @@ def test_large_counts_in_float32_log_values_are_inverted_exactly():
     assert (recovered != counts).nnz == 0
 
 
+def test_log1p_values_rounded_to_three_decimals_are_inverted():
+    """As scanpy's pbmc68k_reduced `.raw`: log1p(counts / total * 1e4) stored rounded to 3 decimals,
+    so quotients are 1e-3 off integers; the tolerance follows the rounding, not float precision."""
+    counts = raw_counts(40, 30, seed=12)
+    rounded = log_normalized(counts)
+    rounded.data = np.round(rounded.data, 3).astype(np.float32)
+    recovered = counts_from_log_normalized(rounded, "mem")
+    assert (recovered != counts).nnz == 0
+
+
 @pytest.mark.parametrize("target_sum", [1.0, 10.0])
 def test_normalized_values_without_log1p_are_not_taken_for_log1p(target_sum):
     """Proportions and small target sums lie below 20 and are not integers, as log1p values are; read

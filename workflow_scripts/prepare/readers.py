@@ -38,10 +38,14 @@ log = logging.getLogger(__name__)
 
 INTEGER_TOLERANCE = 1e-6  # stored counts may carry float rounding noise
 LOG_NORMALIZED_MAX = 20.0  # log1p of any plausible scaled count is far below this
-# An inverted value counts as an integer within this share of itself: float32 storage of log1p values
-# leaves quotients a few 1e-7 off, while normalized values that are not log1p (proportions, a target
-# sum of 10), read as log1p, land 1e-4 or more off from the second count up.
-INVERSION_RELATIVE_TOLERANCE = 1e-5
+# Stored log1p values carry either a decimal rounding (e.g. 3 places, as scanpy's pbmc68k_reduced)
+# or their float type's precision; an inverted value counts as an integer when it lies within
+# INVERSION_SAFETY times the error that this resolution allows, and never looser than needed for
+# float64 arithmetic. Normalized values that are not log1p (proportions, a target sum of 10), read as
+# log1p, land orders of magnitude further off.
+MAX_DECIMAL_PLACES = 6
+INVERSION_SAFETY = 4.0
+INVERSION_RELATIVE_FLOOR = 1e-9
 INVERSION_MIN_FRACTION = 0.95  # share of inverted values that must be integer-like
 INT32_MAX = np.iinfo(np.int32).max
 RAW_COUNTS_FIX = (
@@ -146,6 +150,22 @@ def looks_log_normalized(matrix) -> bool:
     return bool((np.abs(data - np.rint(data)) > INTEGER_TOLERANCE).any())
 
 
+def stored_resolution(values: np.ndarray, stored_dtype: np.dtype):
+    """Half the step between representable stored values, as a function of the value: a fixed
+    10^-k / 2 when every value is rounded to k decimals, else the float type's relative precision."""
+    float_eps = float(np.finfo(stored_dtype if np.issubdtype(stored_dtype, np.floating) else np.float64).eps)
+    for places in range(1, MAX_DECIMAL_PLACES + 1):
+        shifted = values * 10.0**places
+        if np.all(np.abs(shifted - np.rint(shifted)) <= 4 * float_eps * np.maximum(shifted, 1.0)):
+            return lambda value, step=0.5 * 10.0**-places: np.full_like(value, step)
+    return lambda value: float_eps * np.abs(value)
+
+
+def expm1_relative_error(value: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Relative error of expm1(value) caused by an absolute error in value: d log(expm1(x)) / dx = exp(x) / expm1(x)."""
+    return error * np.exp(value) / np.expm1(value)
+
+
 def counts_from_log_normalized(matrix, source: str) -> sp.csr_matrix:
     """Recover raw counts (CSR int32) from log1p-normalized values, or refuse.
 
@@ -158,8 +178,8 @@ def counts_from_log_normalized(matrix, source: str) -> sp.csr_matrix:
     are not stored, e.g. outside a highly-variable subset, are not recovered, so n_counts then
     covers the stored genes only).
 
-    Not valid, and refused because the quotients are not integers to float precision (fewer than
-    95 % within INVERSION_RELATIVE_TOLERANCE of one): normalized values without the log1p (e.g.
+    Not valid, and refused because the quotients are not integers to the precision of the stored
+    values (fewer than 95 % within the error their decimal rounding or float type allows): normalized values without the log1p (e.g.
     proportions), log2 or log10 data, pseudocounts other than 1, scaled/centered or batch-corrected
     values, length-normalized (TPM/FPKM) data, or cells without a singleton count.
     Cells of the last kind that slip through a passing matrix are counted in a warning: their
@@ -173,23 +193,30 @@ def counts_from_log_normalized(matrix, source: str) -> sp.csr_matrix:
             f"{LOG_NORMALIZED_MAX:g})",
             RAW_COUNTS_FIX,
         )
+    stored_dtype = sp.csr_matrix(matrix).dtype
     matrix = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
     matrix.eliminate_zeros()
+    half_step = stored_resolution(matrix.data, stored_dtype)
     scaled = np.expm1(matrix.data)
     nnz = np.diff(matrix.indptr)
     filled = nnz > 0
     starts = matrix.indptr[:-1][filled]
+    smallest_value = np.minimum.reduceat(matrix.data, starts)
     smallest = np.ones(matrix.shape[0])
-    smallest[filled] = np.minimum.reduceat(scaled, starts)
+    smallest[filled] = np.expm1(smallest_value)
+    smallest_error = np.zeros(matrix.shape[0])
+    smallest_error[filled] = expm1_relative_error(smallest_value, half_step(smallest_value))
     quotient = scaled / np.repeat(smallest, nnz)
     counts = np.rint(quotient)
-    near = np.abs(quotient - counts) <= INVERSION_RELATIVE_TOLERANCE * np.maximum(counts, 1.0)
+    relative_error = expm1_relative_error(matrix.data, half_step(matrix.data)) + np.repeat(smallest_error, nnz)
+    tolerance = np.maximum(INVERSION_SAFETY * relative_error, INVERSION_RELATIVE_FLOOR)
+    near = np.abs(quotient - counts) <= tolerance * np.maximum(counts, 1.0)
     fraction = float(near.mean())
     if fraction < INVERSION_MIN_FRACTION:
         raise InputError(
             source,
             f"the values look log-normalized, but expm1(value) divided by each cell's smallest non-zero "
-            f"value is an integer (to {INVERSION_RELATIVE_TOLERANCE:g} of itself) for only {fraction:.1%} of "
+            f"value is an integer (to the precision its stored values allow) for only {fraction:.1%} of "
             f"entries (needs {INVERSION_MIN_FRACTION:.0%}), so they are not log1p(count x per-cell factor) "
             "of integer counts (normalized values without the log1p, e.g. proportions, look like this) and "
             "the counts cannot be recovered",
