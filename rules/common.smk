@@ -1,6 +1,7 @@
 # Shared helpers: the validated config, and the Workflow (workflow_scripts/core/wiring.py) whose methods
 # the rule files use; what only one stage's rules use lives in that stage's wiring.
 from workflow_scripts.core.config import method_settings, validate_config
+from workflow_scripts.core.truths import GENE_LABEL_SETS
 from workflow_scripts.sweep.wiring import add_size_experiments
 from workflow_scripts.core.wiring import (
     FOLD_RUN,

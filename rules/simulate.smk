@@ -1,5 +1,5 @@
 # Embedded default: seeded simulated raw-count AnnData for every dataset with source: simulated,
-# the gene label file of the planted dosage genes and the world's gene programs as gene sets.
+# the gene label file of each planted label set and the world's gene programs as gene sets.
 SIMULATED = [name for name, entry in config["datasets"].items() if entry["source"] == "simulated"]
 
 
@@ -24,20 +24,25 @@ rule simulate_dataset:
 
 
 rule simulate_gene_labels:
+    input:
+        truth=WORKFLOW.label_set_truth,
     output:
         SIMULATED_GENE_LABELS,
     log:
-        "logs/simulate_gene_labels/dosage_gene_labels.log",
+        "logs/simulate_gene_labels/{label_set}.log",
     benchmark:
-        "results/benchmarks/simulate_gene_labels/dosage_gene_labels.tsv"
+        "results/benchmarks/simulate_gene_labels/{label_set}.tsv"
+    wildcard_constraints:
+        label_set=alternatives(list(GENE_LABEL_SETS)),
     conda:
         DATA_ENV
     params:
         settings=as_json(config["simulation"]),
         seed=config["seed"],
+        truth=lambda wildcards, input: f"--truth-json {input.truth}" if input.truth else "",
     shell:
-        "python -m workflow_scripts gene-labels --settings {params.settings:q} --seed {params.seed}"
-        " --output-tsv {output} > {log} 2>&1"
+        "python -m workflow_scripts gene-labels --label-set {wildcards.label_set} --settings {params.settings:q}"
+        " --seed {params.seed} {params.truth} --output-tsv {output} > {log} 2>&1"
 
 
 rule simulate_gene_sets:

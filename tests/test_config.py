@@ -110,6 +110,12 @@ def test_paper_preset_pins_the_checkpoint():
         (lambda c: c["experiments"]["dosage_sensitivity"]["methods"]["geneformer_baseline"].update(
             finetuning={"upsample": True}), "upsample"),
         (lambda c: c["datasets"]["pancreas"].update(source="h5ad", path="mine.h5ad"), "gene_labels"),
+        (lambda c: c["experiments"]["dosage_sensitivity"].update(gene_labels="simulated"),
+         "simulated:network_central_vs_peripheral"),  # the old form: the sets are listed
+        (lambda c: c["experiments"]["dosage_sensitivity"].update(gene_labels="simulated:dosage_genes"),
+         "dosage_sensitivity.gene_labels"),
+        (lambda c: c["experiments"]["dosage_sensitivity"].update(gene_labels="simulated:bivalent_vs_lys4_only"),
+         "set dataset: stem_cells"),
         (lambda c: c["experiments"]["dosage_sensitivity"].update(test_cell_fraction=1.0), "test_cell_fraction"),
         (lambda c: c["model"].update(download=hub_checkpoint("main")), "model.download.config.url"),
         (lambda c: c["model"].update(download=hub_checkpoint("v1.0")), "a branch or tag that can move"),

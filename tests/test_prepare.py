@@ -131,7 +131,7 @@ def test_checkpoint_and_gene_class_pickle_are_downloaded_verified_and_used(workd
 
     served, base = file_server
     test_preset = ("--configfile", "config/test.yaml")
-    first = snakemake(workdir, "results/reference/token_dictionary.tsv", "results/data/dosage_gene_labels.tsv",
+    first = snakemake(workdir, "results/reference/token_dictionary.tsv", "results/data/gene_labels/dosage.tsv",
                       "--cores", "2", *test_preset)
     assert first.returncode == 0, first.stderr
     vocabulary = load_token_dictionary(str(workdir / "results/reference/token_dictionary.tsv"))
@@ -139,7 +139,7 @@ def test_checkpoint_and_gene_class_pickle_are_downloaded_verified_and_used(workd
     model_input_size = settings["tokenizer"]["model_input_size"]
     new_masked_lm(geneformer_config(settings["model"], len(vocabulary), model_input_size), 0).save_pretrained(
         served / "checkpoint")
-    planted = pd.read_csv(workdir / "results/data/dosage_gene_labels.tsv", sep="\t")
+    planted = pd.read_csv(workdir / "results/data/gene_labels/dosage.tsv", sep="\t")
     by_label = planted.groupby("label")["ensembl_id"].apply(list)
     (served / "tfs.pickle").write_bytes(pickle.dumps({"Dosage-sensitive TFs": by_label["dosage_sensitive"],
                                                       "Dosage-insensitive TFs": by_label["dosage_insensitive"]}))

@@ -23,8 +23,11 @@ from workflow_scripts.simulate.datasets import (
     DATASET_BUILDERS,
     cardiomyocytes,
     corpus,
+    differentiation,
+    endothelial,
     pancreas,
     sciplex2,
+    stem_cells,
 )
 from workflow_scripts.simulate.settings import SimulationSettings
 from workflow_scripts.simulate.world import (
@@ -41,9 +44,12 @@ SMALL = {
     "pancreas": {"n_cells": 600, "n_donors": 3, "n_technologies": 2},
     "sciplex2": {"n_cells": 360, "n_replicates": 2},
     "cardiomyocytes": {"n_cells": 400},
+    "endothelial": {"n_cells": 300},
+    "stem_cells": {"n_cells": 300},
+    "differentiation": {"n_cells": 300},
 }
 SEED = 5
-DATASETS = ("corpus", "pancreas", "sciplex2", "cardiomyocytes")
+DATASETS = ("corpus", "pancreas", "sciplex2", "cardiomyocytes", "endothelial", "stem_cells", "differentiation")
 RARE_TYPES = ("epsilon", "schwann", "t_cell", "mast")
 COMMON_TYPES = ("alpha", "beta", "ductal", "acinar")
 
@@ -207,7 +213,8 @@ def test_the_schema_keeps_the_world_within_what_the_datasets_need():
     """The builders do not re-check n_genes and n_programs: the schema's bounds must cover them."""
     world_schema = load_schema()["properties"]["simulation"]["properties"]
     assert world_schema["n_genes"]["maximum"] == len(vocabulary_genes())
-    roles = (pancreas.PROGRAM_ROLES, sciplex2.PROGRAM_ROLES, cardiomyocytes.PROGRAM_ROLES)
+    roles = (pancreas.PROGRAM_ROLES, sciplex2.PROGRAM_ROLES, cardiomyocytes.PROGRAM_ROLES, endothelial.PROGRAM_ROLES,
+             stem_cells.PROGRAM_ROLES, differentiation.PROGRAM_ROLES)
     assert world_schema["n_programs"]["minimum"] >= max(len(dataset_roles) for dataset_roles in roles)
 
 
@@ -215,13 +222,25 @@ def _gene_columns(adata: ad.AnnData, genes: list[str]) -> list[int]:
     return list(adata.var_names.get_indexer(genes))
 
 
-def test_new_datasets_leave_the_existing_ones_unchanged(simulation):
-    """Settings of other datasets never reach the corpus: each builder has its own random stream."""
+def test_new_datasets_leave_the_existing_ones_unchanged(tmp_path, simulation):
+    """Settings of other datasets never reach the world, the existing datasets or the dosage label
+    file: each builder has its own random stream, and the gene classes are planted on theirs."""
     world = world_from_settings(simulation, SEED)
     other_settings = _with(_with(simulation, "sciplex2", n_cells=999, doses=[0, 3]), "cardiomyocytes", n_cells=777)
     first = corpus.simulate_corpus(world, simulation, SEED).adata
     again = corpus.simulate_corpus(world, other_settings, SEED).adata
     assert _same_matrix(first.X, again.X)
+    gene_class_settings = simulation
+    for section in ("endothelial", "stem_cells", "differentiation"):
+        gene_class_settings = _with(gene_class_settings, section, n_cells=123, n_per_class=7)
+    other_world = world_from_settings(gene_class_settings, SEED)
+    assert other_world.truth() == world.truth() and np.array_equal(other_world.dispersion, world.dispersion)
+    for name in ("corpus", "pancreas", "sciplex2", "cardiomyocytes"):
+        first, again = (DATASET_BUILDERS[name](world, settings, SEED) for settings in (simulation, gene_class_settings))
+        assert _same_matrix(first.adata.X, again.adata.X) and first.truth == again.truth, name
+    simulator.write_gene_labels("dosage", simulation, SEED, tmp_path / "first.tsv")
+    simulator.write_gene_labels("dosage", gene_class_settings, SEED, tmp_path / "again.tsv")
+    assert (tmp_path / "first.tsv").read_bytes() == (tmp_path / "again.tsv").read_bytes()
 
 
 def test_corpus_can_carry_the_cardiomyocytes_planted_regulation(simulation):
@@ -361,7 +380,7 @@ def test_cooperating_pair_acts_more_than_additively(written):
 
 def test_dosage_label_file(tmp_path, written, simulation):
     output = tmp_path / "dosage_genes.tsv"
-    simulator.write_dosage_gene_labels(simulation, SEED, output)
+    simulator.write_gene_labels("dosage", simulation, SEED, output)
     labels = pd.read_csv(output, sep="\t")
     assert list(labels.columns) == ["ensembl_id", "label"]
     n_per_class = simulation.dosage_genes.n_per_class
@@ -438,7 +457,7 @@ def test_new_datasets_refuse_bad_settings_before_any_output(tmp_path, simulation
         simulator.simulate_dataset("corpus", too_many_dosage_genes, SEED, h5ad, truth)
     no_dosage_genes = _with(simulation, "dosage_genes", n_per_class=0)
     with pytest.raises(InputError, match="n_per_class"):
-        simulator.write_dosage_gene_labels(no_dosage_genes, SEED, tmp_path / "labels.tsv")
+        simulator.write_gene_labels("dosage", no_dosage_genes, SEED, tmp_path / "labels.tsv")
     with pytest.raises(InputError, match="n_genes"):  # too few genes outside the disease programs
         cardiomyocytes.simulate_cardiomyocytes(build_world(SEED, 100, 20), simulation, SEED)
     assert not list(tmp_path.iterdir())

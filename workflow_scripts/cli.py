@@ -31,7 +31,7 @@ COMMANDS = {
     "tokenize": "tokenization.tokenizer:tokenize_dataset",
     "check": "preflight.checks:check_experiment",
     "folds": "preflight.folds:make_folds",
-    "gene-labels": "simulate.simulator:write_dosage_gene_labels",
+    "gene-labels": "simulate.simulator:write_gene_labels",
     "gene-labels-from-pickle": "prepare.readers:gene_labels_from_pickle",
     "gene-sets": "simulate.simulator:write_gene_sets",
     "pretrain": "pretrain.pretraining:pretrain_model",

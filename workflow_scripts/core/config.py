@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import truths
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,6 @@ def check_downstream(config: dict[str, Any], source: str) -> None:
 
 CELL_TASK_KINDS = ("finetune", "pca_rf", "logreg_hvg")
 GENE_TASK_KINDS = ("finetune", "gene_pca_rf", "gene_stats_logreg")
-SIMULATED_GENE_LABELS = "simulated"
 
 
 def check_task_keys(config: dict[str, Any], name: str, where: str) -> None:
@@ -252,14 +252,11 @@ def check_task_keys(config: dict[str, Any], name: str, where: str) -> None:
     else:
         if not experiment["gene_labels"]:
             raise InputError(where, "a gene_classification task needs gene_labels",
-                             f"give a TSV (ensembl_id, label) or '{SIMULATED_GENE_LABELS}'")
+                             f"give a TSV (ensembl_id, label) or '{truths.SIMULATED_LABELS}:<label set>'")
         if experiment["label_column"] or experiment["group_column"] or experiment["subset"]:
             raise InputError(where, "label_column, group_column and subset describe cells, not genes",
                              "remove them: gene labels come from gene_labels, folds split the genes")
-        dataset_source = config["datasets"][experiment["dataset"]]["source"]
-        if experiment["gene_labels"] == SIMULATED_GENE_LABELS and dataset_source != "simulated":
-            raise InputError(f"{where}.gene_labels", f"simulated labels name the simulator's genes, but dataset "
-                             f"'{experiment['dataset']}' is {dataset_source}", "give a gene label TSV for real data")
+        check_simulated_label_set(config, experiment, where)
         allowed = GENE_TASK_KINDS
         for method, entry in experiment["methods"].items():
             if entry["kind"] == "finetune" and method_settings(config, name, method, where)["finetuning"]["upsample"]:
@@ -270,6 +267,26 @@ def check_task_keys(config: dict[str, Any], name: str, where: str) -> None:
         if entry["kind"] not in allowed:
             raise InputError(f"{where}.methods.{method}.kind", f"'{entry['kind']}' does not fit task {experiment['task']}",
                              f"use one of {list(allowed)}")
+
+
+def check_simulated_label_set(config: dict[str, Any], experiment: dict[str, Any], where: str) -> None:
+    """gene_labels: simulated:<label set> must name a label set, for a simulated dataset, and the
+    dataset the set is planted in where it is one dataset's (its genes carry the property nowhere else)."""
+    label_set = truths.simulated_label_set(experiment["gene_labels"])
+    if label_set is None:
+        return
+    key, dataset = f"{where}.gene_labels", experiment["dataset"]
+    if label_set not in truths.GENE_LABEL_SETS:
+        raise InputError(key, f"'{experiment['gene_labels']}' names no simulated label set",
+                         f"use one of {[f'{truths.SIMULATED_LABELS}:{name}' for name in truths.GENE_LABEL_SETS]}")
+    dataset_source = config["datasets"][dataset]["source"]
+    if dataset_source != "simulated":
+        raise InputError(key, f"simulated labels name the simulator's genes, but dataset '{dataset}' is "
+                         f"{dataset_source}", "give a gene label TSV for real data")
+    planted_in = truths.GENE_LABEL_SETS[label_set].dataset
+    if planted_in not in (None, dataset):
+        raise InputError(key, f"label set '{label_set}' is planted in dataset '{planted_in}', not in '{dataset}'",
+                         f"set dataset: {planted_in} (with datasets.{planted_in}.source: simulated)")
 
 
 def method_settings(config: dict[str, Any], experiment: str, method: str, source: str = "config") -> dict[str, Any]:

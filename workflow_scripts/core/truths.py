@@ -15,7 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .labels import DOSAGE_INSENSITIVE, DOSAGE_SENSITIVE
+from .labels import (
+    BIVALENT,
+    CENTRAL,
+    DOSAGE_INSENSITIVE,
+    DOSAGE_SENSITIVE,
+    LONG_RANGE,
+    LYS4_ONLY,
+    NON_TARGET,
+    PERIPHERAL,
+    SHORT_RANGE,
+    TARGET,
+    UNMETHYLATED,
+)
 
 EVERY_ENTRY = "*"  # a path step over every entry of a mapping (e.g. every cell type)
 _REQUIRED, _ABSENT = object(), object()  # read's default: none given; held_by's marker of a missing truth
@@ -96,6 +108,7 @@ def check_record(dataset: str, record: Mapping[str, Any]) -> None:
 
 
 CARDIOMYOCYTES, CORPUS, PANCREAS, SCIPLEX2 = ("cardiomyocytes",), ("corpus",), ("pancreas",), ("sciplex2",)
+ENDOTHELIAL, STEM_CELLS, DIFFERENTIATION = ("endothelial",), ("stem_cells",), ("differentiation",)
 
 # Every truth file: what drew it, and the shared world.
 DATASET = register("dataset", "the simulated dataset's name (its key under datasets)", "not drawn: the name asked for")
@@ -122,7 +135,7 @@ PROGRAMS = register(
 # Per dataset: the programs playing its roles, its donors and batches.
 PROGRAM_OF_ROLE = register("program_of_role", "role (cell type, lineage, response, disease) -> the world program "
                            "playing it", "a seeded permutation of the world's programs",
-                           PANCREAS + SCIPLEX2 + CARDIOMYOCYTES)
+                           PANCREAS + SCIPLEX2 + CARDIOMYOCYTES + ENDOTHELIAL + STEM_CELLS + DIFFERENTIATION)
 DONORS = register("donors", "the donors (with the median library size, and disease and severity where drawn)",
                   "Dirichlet cell shares, log-normal library sizes and gene-wise factors",
                   CORPUS + PANCREAS + CARDIOMYOCYTES)
@@ -167,3 +180,91 @@ PAIR_TARGETS = register("cooperating_pair.target_genes", "the pair's co-bound ta
                         "genes from the driver's pool", CARDIOMYOCYTES)
 CONTROL_GENES = register("control_genes", "inert controls: well expressed, in no disease program, driven by nothing "
                          "planted", "genes from the driver's pool", CARDIOMYOCYTES)
+
+# The gene classes of the gene classification experiments beyond dosage, one dataset each
+# (simulate/datasets/endothelial.py, stem_cells.py, differentiation.py say how they are planted).
+NETWORK = register("network", "the endothelial regulatory network: modules of co-regulated factors, with its "
+                   "parameters", "modules with standard-normal cell activities", ENDOTHELIAL)
+NETWORK_MODULES = register("network.modules", "module -> its factor genes and their log fold changes",
+                           "peripheral and non-target genes in one module each, central genes in several",
+                           ENDOTHELIAL)
+CENTRAL_GENES = register("network.central_genes", "hub factors: in several network modules",
+                         "well-expressed genes, their fold change split over their modules", ENDOTHELIAL, CENTRAL)
+PERIPHERAL_GENES = register("network.peripheral_genes", "leaf factors: in one network module",
+                            "well-expressed genes from the central genes' band", ENDOTHELIAL, PERIPHERAL)
+REGULATOR = register("activating_regulator", "a TF-like gene raising its targets with its activity, with its "
+                     "parameters", "one well-expressed gene with a standard-normal cell activity", ENDOTHELIAL)
+REGULATOR_GENE = register("activating_regulator.gene", "the regulator's Ensembl ID", "as the regulator",
+                          ENDOTHELIAL)
+REGULATOR_TARGETS = register("activating_regulator.target_genes", "genes the regulator raises",
+                             "well-expressed genes from the network's band", ENDOTHELIAL, TARGET)
+REGULATOR_NON_TARGETS = register("activating_regulator.non_target_genes", "genes varying as much, with one "
+                                 "network module instead of the regulator", "well-expressed genes from the "
+                                 "network's band", ENDOTHELIAL, NON_TARGET)
+CELL_STATES = register("states", "stem cell state -> cells and the lineage program on in it",
+                       "fixed shares of the cells", STEM_CELLS)
+PROMOTER_CLASSES = register("promoter_classes", "genes by promoter marks (bivalent, unmethylated, H3K4me3-only), "
+                            "with their parameters", "bands of well-expressed genes", STEM_CELLS)
+BIVALENT_GENES = register("promoter_classes.bivalent_genes", "poised genes: repressed in every state but the "
+                          "few they switch on in", "genes of a high baseline band", STEM_CELLS, BIVALENT)
+BIVALENT_ON_STATES = register("promoter_classes.bivalent_on_states", "bivalent gene -> the lineage states it is "
+                              "on in", "one or two lineage states per gene", STEM_CELLS)
+UNMETHYLATED_GENES = register("promoter_classes.unmethylated_genes", "always-on genes: steady across states, "
+                              "following the cells' growth", "genes of a lower baseline band, raised in every "
+                              "cell", STEM_CELLS, UNMETHYLATED)
+LYS4_ONLY_GENES = register("promoter_classes.lys4_only_genes", "active-only genes: on in every state, graded "
+                           "between states", "genes of the unmethylated genes' band, raised in every cell",
+                           STEM_CELLS, LYS4_ONLY)
+STAGES = register("stages", "differentiation stage -> pseudotime span and cells",
+                  "equal spans of a uniform pseudotime", DIFFERENTIATION)
+TRANSCRIPTION_FACTORS = register("transcription_factors", "TFs pulsing along the time course and their targets, "
+                                 "with the parameters", "well-expressed TFs, each with its own targets",
+                                 DIFFERENTIATION)
+SHORT_RANGE_TFS = register("transcription_factors.short_range_genes", "TFs whose targets follow the TF's own "
+                           "activity in the same cell", "half of the TFs", DIFFERENTIATION, SHORT_RANGE)
+LONG_RANGE_TFS = register("transcription_factors.long_range_genes", "TFs acting through an intermediate program: "
+                          "their targets follow the TF's time course, lagged, not its cell-to-cell changes",
+                          "half of the TFs", DIFFERENTIATION, LONG_RANGE)
+TF_TARGETS = register("transcription_factors.target_genes", "TF -> its target genes", "disjoint draws from a "
+                      "wider band", DIFFERENTIATION)
+TF_PEAKS = register("transcription_factors.peak_pseudotime", "TF -> the pseudotime its activity peaks at",
+                    "uniform over a range that leaves room for the lag", DIFFERENTIATION)
+
+
+@dataclass(frozen=True)
+class GeneLabelSet:
+    """A simulated gene label file: two registered truths, one class each (named by their labels),
+    and the config key that sets their size, for messages."""
+
+    classes: tuple[Truth, Truth]
+    size_key: str
+
+    @property
+    def dataset(self) -> str | None:
+        """The dataset whose truth file holds the classes; None for the world's, drawn from the settings."""
+        held_in = self.classes[0].datasets
+        return None if held_in is None else held_in[0]
+
+
+SIMULATED_LABELS = "simulated"  # gene_labels: simulated:<label set>
+GENE_LABEL_SETS: dict[str, GeneLabelSet] = {
+    "dosage": GeneLabelSet((DOSAGE_SENSITIVE_GENES, DOSAGE_INSENSITIVE_GENES), "simulation.dosage_genes.n_per_class"),
+    "network_central_vs_peripheral": GeneLabelSet((CENTRAL_GENES, PERIPHERAL_GENES),
+                                                  "simulation.endothelial.n_per_class"),
+    "network_targets_vs_nontargets": GeneLabelSet((REGULATOR_TARGETS, REGULATOR_NON_TARGETS),
+                                                  "simulation.endothelial.n_per_class"),
+    "bivalent_vs_unmethylated": GeneLabelSet((BIVALENT_GENES, UNMETHYLATED_GENES),
+                                             "simulation.stem_cells.n_per_class"),
+    "bivalent_vs_lys4_only": GeneLabelSet((BIVALENT_GENES, LYS4_ONLY_GENES), "simulation.stem_cells.n_per_class"),
+    "tf_range_long_vs_short": GeneLabelSet((LONG_RANGE_TFS, SHORT_RANGE_TFS),
+                                           "simulation.differentiation.n_per_class"),
+}
+
+
+def simulated_label_set(gene_labels: Any) -> str | None:
+    """The label set a gene task's `gene_labels` names as simulated:<label set> ('' if none is
+    named); None when it names a file or a download."""
+    if not isinstance(gene_labels, str):
+        return None
+    source, _, label_set = gene_labels.partition(":")
+    return label_set if source == SIMULATED_LABELS else None

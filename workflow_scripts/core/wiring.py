@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from .dictionaries import PICKLE_SUFFIXES
+from .truths import GENE_LABEL_SETS, simulated_label_set
 
 FINETUNE_KINDS = {"finetune"}
 PRETRAINED_MODEL = "results/pretrained_model"
 DOWNLOADED_CHECKPOINT = "results/downloads/checkpoint"
-SIMULATED_GENE_LABELS = "results/data/dosage_gene_labels.tsv"
+SIMULATED_GENE_LABELS = "results/data/gene_labels/{label_set}.tsv"  # a simulated label set's gene label file
 SIMULATED_GENE_SETS = "results/data/gene_sets.gmt"  # the simulator's gene programs, as a GMT file
 SIMULATED = "simulated"
 FOLD_RUN = r"\d+(_seed_\d+)?"  # a training run's directory, fold_{run}: a fold, with a replicate seed or not
@@ -118,12 +119,19 @@ class Workflow:
         return f"results/downloads/gene_labels/{labels['filename']}" if isinstance(labels, dict) else labels
 
     def gene_labels(self, wildcards) -> str:
-        """A gene task's label TSV: the simulator's planted dosage genes, the user's (or a downloaded)
-        TSV, or the TSV converted from a gene class pickle."""
-        if self.experiment(wildcards)["gene_labels"] == SIMULATED:
-            return SIMULATED_GENE_LABELS
+        """A gene task's label TSV: a simulated label set's, the user's (or a downloaded) TSV, or the
+        TSV converted from a gene class pickle."""
+        label_set = simulated_label_set(self.experiment(wildcards)["gene_labels"])
+        if label_set is not None:
+            return SIMULATED_GENE_LABELS.format(label_set=label_set)
         source = self.gene_label_source(wildcards.experiment)
         return f"results/gene_labels/{wildcards.experiment}.tsv" if source.endswith(PICKLE_SUFFIXES) else source
+
+    @staticmethod
+    def label_set_truth(wildcards) -> list[str]:
+        """The truth file a simulated label set is read from: its dataset's (none for the world's)."""
+        dataset = GENE_LABEL_SETS[wildcards.label_set].dataset
+        return [] if dataset is None else [f"results/data/{dataset}.truth.json"]
 
     def obs_columns(self, wildcards) -> str:
         """Label and group columns of every experiment, embedding and perturbation that uses the

@@ -50,6 +50,30 @@ class CardiomyocytesSettings(Settings):
 
 
 @dataclass(frozen=True)
+class EndothelialSettings(Settings):
+    """`simulation.endothelial`: heart endothelial cells; n_per_class genes in each network class."""
+
+    n_cells: int
+    n_per_class: int
+
+
+@dataclass(frozen=True)
+class StemCellsSettings(Settings):
+    """`simulation.stem_cells`: embryonic stem cells in early lineage states; n_per_class genes per promoter class."""
+
+    n_cells: int
+    n_per_class: int
+
+
+@dataclass(frozen=True)
+class DifferentiationSettings(Settings):
+    """`simulation.differentiation`: an iPSC-to-cardiomyocyte time course; n_per_class TFs per range."""
+
+    n_cells: int
+    n_per_class: int
+
+
+@dataclass(frozen=True)
 class DosageGenesSettings(Settings):
     """`simulation.dosage_genes`: planted dosage-sensitive and -insensitive genes per class (0 = none)."""
 
@@ -67,4 +91,7 @@ class SimulationSettings(Settings):
     pancreas: PancreasSettings
     sciplex2: Sciplex2Settings
     cardiomyocytes: CardiomyocytesSettings
+    endothelial: EndothelialSettings
+    stem_cells: StemCellsSettings
+    differentiation: DifferentiationSettings
     dosage_genes: DosageGenesSettings

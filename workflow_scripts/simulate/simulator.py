@@ -1,9 +1,10 @@
-"""The simulator's commands: one dataset's h5ad and truth file, the gene label file of the planted
-dosage genes, and the world's gene programs as gene sets. Each draws the world from the seed and
-the settings alone, so every file of one configuration describes the same world."""
+"""The simulator's commands: one dataset's h5ad and truth file, the gene label file of a planted
+label set, and the world's gene programs as gene sets. Each draws the world from the seed and the
+settings alone, so every file of one configuration describes the same world."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,6 @@ from ..core.outputs import atomic_path, write_json, write_tsv
 from .datasets import DATASET_BUILDERS
 from .settings import SimulationSettings
 from .world import world_from_settings
-
-LABELLED_GENES = (truths.DOSAGE_SENSITIVE_GENES, truths.DOSAGE_INSENSITIVE_GENES)  # the gene label file's classes
 
 
 def simulate_dataset(
@@ -44,17 +43,30 @@ def simulate_dataset(
     write_json(truth, output_truth)
 
 
-def write_dosage_gene_labels(settings: SimulationSettings, seed: int, output_tsv: str | Path) -> None:
-    """Write the world's planted dosage-sensitive and -insensitive genes as a gene label TSV
-    (ensembl_id, label), the gene classification task's ground truth, sorted by Ensembl ID."""
-    if settings.dosage_genes.n_per_class < 1:
-        raise InputError(
-            "simulation.dosage_genes.n_per_class",
-            "is 0, so the world plants no dosage genes to label",
-            "set n_per_class to at least the number of gene folds (e.g. 60)",
-        )
-    record = {truths.WORLD.key: world_from_settings(settings, seed).truth()}
-    genes = {truth.label: truth.read(record) for truth in LABELLED_GENES}
+def write_gene_labels(label_set: str, settings: SimulationSettings, seed: int, output_tsv: str | Path,
+                      truth_json: str | Path | None = None) -> None:
+    """Write a label set's two classes of planted genes as a gene label TSV (ensembl_id, label), the
+    gene classification task's ground truth, sorted by Ensembl ID. The world's classes (dosage) are
+    drawn from the settings; a dataset's are read from its truth file, so that dataset is not redrawn."""
+    if label_set not in truths.GENE_LABEL_SETS:
+        raise InputError("--label-set", f"'{label_set}' is not a simulated label set",
+                         f"use one of {sorted(truths.GENE_LABEL_SETS)}")
+    labelled = truths.GENE_LABEL_SETS[label_set]
+    if labelled.dataset is None:
+        record = {truths.WORLD.key: world_from_settings(settings, seed).truth()}
+    elif truth_json is None:
+        raise InputError("--truth-json", f"label set '{label_set}' is planted in dataset '{labelled.dataset}'",
+                         f"pass results/data/{labelled.dataset}.truth.json")
+    else:
+        record = json.loads(Path(truth_json).read_text())
+        if truths.DATASET.read(record) != labelled.dataset:
+            raise InputError(str(truth_json), f"is the truth file of '{truths.DATASET.read(record)}', not of "
+                             f"'{labelled.dataset}' where label set '{label_set}' is planted",
+                             f"pass results/data/{labelled.dataset}.truth.json")
+    genes = {truth.label: truth.read(record) for truth in labelled.classes}
+    if not all(genes.values()):
+        raise InputError(labelled.size_key, "is 0, so the simulator plants no genes to label",
+                         "set it to at least the number of gene folds (e.g. 60)")
     labels = pd.DataFrame(
         {
             "ensembl_id": [gene for members in genes.values() for gene in members],

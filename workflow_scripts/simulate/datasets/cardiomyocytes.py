@@ -98,6 +98,13 @@ def cardiomyocyte_roles(
     return program_of_role, background_programs, planted_genes
 
 
+def cardiomyocyte_planted_genes(world: World, seed: int) -> np.ndarray:
+    """Every gene the cardiomyocytes plant (driver, pair, pair targets, controls), redrawn from a
+    fresh copy of their stream, so other datasets can keep their own planted genes apart."""
+    _, _, (driver, pair, pair_targets, controls) = cardiomyocyte_roles(world, stream_rng(seed, STREAM))
+    return np.concatenate([[driver], pair, pair_targets, controls])
+
+
 def planted_regulation(world: World, driver: int, pair: np.ndarray, pair_targets: np.ndarray) -> np.ndarray:
     """(local program x gene) log fold changes: the driver, each pair member (and, one member on,
     its co-bound targets a little), and the pair together (its targets far more)."""
