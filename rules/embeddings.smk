@@ -46,7 +46,7 @@ rule pca_embedding:
     benchmark:
         "results/benchmarks/pca_embedding/pca.tsv"
     conda:
-        TORCH_ENV
+        DATA_ENV
     params:
         settings=EMBEDDING.settings_json,
         seed=config["seed"],
@@ -66,7 +66,7 @@ rule score_embeddings:
     benchmark:
         "results/benchmarks/score_embeddings/all.tsv"
     conda:
-        TORCH_ENV
+        DATA_ENV
     params:
         embeddings=EMBEDDING.labelled_embeddings,
         settings=EMBEDDING.settings_json,

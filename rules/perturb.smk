@@ -53,7 +53,7 @@ rule perturbation_truth:
     benchmark:
         "results/benchmarks/perturbation_truth/all.tsv"
     conda:
-        TORCH_ENV
+        DATA_ENV
     params:
         effects=lambda wildcards, input: as_json(list(input.effects)),
         gene_shifts=lambda wildcards, input: as_json(list(input.gene_shifts)),

@@ -42,7 +42,7 @@ rule quantization_table:
     benchmark:
         "results/benchmarks/quantization_table/all.tsv"
     conda:
-        TORCH_ENV
+        DATA_ENV
     params:
         tables=QUANTIZATION.labelled_tables,
     shell:

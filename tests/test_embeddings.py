@@ -26,11 +26,10 @@ from workflow_scripts.core.encoder import (
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.model import classifier, geneformer_config, new_masked_lm
 from workflow_scripts.core.sections import ChecksSettings, TokenizerSettings
-from workflow_scripts.embeddings.embedding import (
+from workflow_scripts.embeddings.embedding import bf16_to_float32, extract_embeddings
+from workflow_scripts.embeddings.scoring import (
     EMBEDDING_KEY,
-    bf16_to_float32,
     embedding_scores,
-    extract_embeddings,
     pca_embedding,
     score_embeddings,
     write_embedding_h5ad,

@@ -40,8 +40,7 @@ NOT_IN_JOBS = {
 # Direct dependencies of the Snakemake process itself, not of jobs.
 DRIVER_ONLY = {"snakemake", "snakemake-executor-plugin-slurm"}
 # Commands whose jobs import torch (checks: when the run starts from a given checkpoint).
-MODEL_COMMANDS = {"check", "pretrain", "finetune", "quantize", "quantization-table",
-                  "embeddings", "pca-embedding", "score-embeddings", "perturb", "perturbation-truth"}
+MODEL_COMMANDS = {"check", "pretrain", "finetune", "quantize", "embeddings", "perturb"}
 
 
 def normalize(name: str) -> str:

@@ -28,11 +28,11 @@ from workflow_scripts.perturb.perturbation import (
     matched_cosines,
     null_statistics,
     overexpress_tokens,
-    perturbation_truth,
     plan_perturbations,
     run_perturbation,
 )
 from workflow_scripts.perturb.settings import PerturbationSettings
+from workflow_scripts.perturb.truth import perturbation_truth
 from workflow_scripts.reference.medians import build_reference, compute_gene_medians
 from workflow_scripts.reference.settings import ReferenceSettings
 from workflow_scripts.simulate.datasets import cardiomyocytes

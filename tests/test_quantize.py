@@ -18,14 +18,13 @@ from workflow_scripts.core.config import load_config
 from workflow_scripts.core.errors import InputError
 from workflow_scripts.core.outputs import write_tsv
 from workflow_scripts.quantize.quantization import (
-    COLUMNS,
     benchmark_quantization,
-    collect_quantization,
     load_variant,
     padded_batches,
     timed_pass,
 )
 from workflow_scripts.quantize.settings import QuantizationSettings
+from workflow_scripts.quantize.tables import COLUMNS, collect_quantization
 
 CLASSES = ["a", "b", "c"]
 VARIANTS = ["fp32", "int8_dynamic", "bf16", "fp16"]

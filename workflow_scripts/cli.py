@@ -47,12 +47,12 @@ COMMANDS = {
     "runtime": "aggregate.runtime:collect_runtime",
     "results-document": "aggregate.results_document:write_results_document",
     "quantize": "quantize.quantization:benchmark_quantization",
-    "quantization-table": "quantize.quantization:collect_quantization",
+    "quantization-table": "quantize.tables:collect_quantization",
     "embeddings": "embeddings.embedding:extract_embeddings",
-    "pca-embedding": "embeddings.embedding:pca_embedding",
-    "score-embeddings": "embeddings.embedding:score_embeddings",
+    "pca-embedding": "embeddings.scoring:pca_embedding",
+    "score-embeddings": "embeddings.scoring:score_embeddings",
     "perturb": "perturb.perturbation:run_perturbation",
-    "perturbation-truth": "perturb.perturbation:perturbation_truth",
+    "perturbation-truth": "perturb.truth:perturbation_truth",
     "perturbation-figures": "perturb.figures:plot_perturbation",
 }
 

@@ -3,48 +3,45 @@
 `model.architecture` bert is Geneformer's; albert is BERT with ALBERT's two parameter reductions
 (Lan et al. 2019): a factorized embedding (vocabulary x embedding_size, then embedding_size x
 hidden) and, with share_layers, one set of layer weights used at every depth. Both are transformers'
-own classes, so their checkpoints load with from_pretrained and the Auto classes.
+own classes, so their checkpoints load with from_pretrained and the Auto classes. Models are built
+through the Auto classes or looked up by name (saved_class), so a job imports the modeling module of
+the architecture it loads and no other; a job that reads configs alone (check_checkpoint) none.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import transformers
 from transformers import (
     AlbertConfig,
-    AlbertForMaskedLM,
-    AlbertForSequenceClassification,
-    AlbertForTokenClassification,
-    AlbertModel,
     AutoConfig,
     AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     BertConfig,
-    BertForMaskedLM,
-    BertForSequenceClassification,
-    BertForTokenClassification,
-    BertModel,
     PretrainedConfig,
-    PreTrainedModel,
 )
 
 from .config import WEIGHT_FILES
 from .devices import claim_gpus, process_ranks
 from .errors import InputError
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 log = logging.getLogger(__name__)
 
 # Cell tasks put one label on a whole cell; gene tasks put labels on gene tokens.
 CLASSIFIER_HEADS = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
-ENCODERS = {"bert": BertModel, "albert": AlbertModel}  # model_type -> the bare encoder class
-# config.architectures[0] of a saved checkpoint -> its class (masked LM, classifiers, bare encoder)
-SAVED_CLASSES = {model_class.__name__: model_class for model_class in (
-    BertModel, BertForMaskedLM, BertForSequenceClassification, BertForTokenClassification,
-    AlbertModel, AlbertForMaskedLM, AlbertForSequenceClassification, AlbertForTokenClassification)}
+# model_type -> the prefix of its classes' names; the bare encoder is PREFIX + "Model"
+ENCODER_PREFIXES = {"bert": "Bert", "albert": "Albert"}
+# the classes a checkpoint's config.architectures[0] may name (masked LM, classifiers, bare encoder)
+SAVED_CLASS_NAMES = {prefix + kind for prefix in ENCODER_PREFIXES.values()
+                     for kind in ("Model", "ForMaskedLM", "ForSequenceClassification", "ForTokenClassification")}
 MLM_HEADS = {"bert": "cls", "albert": "predictions"}  # model_type -> attribute of the masked-LM head
 
 # model.preset: the shape keys a preset fills in where the config leaves them null.
@@ -138,7 +135,7 @@ def check_checkpoint(checkpoint: str | Path, vocab_size: int, model_input_size: 
     if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
         raise InputError(str(checkpoint), f"no weights ({' or '.join(WEIGHT_FILES)})", "copy the weights file in")
     config = AutoConfig.from_pretrained(checkpoint)
-    saved_class(config, str(checkpoint))  # refuses other model types
+    check_model_type(config, str(checkpoint))
     if config.vocab_size != vocab_size:
         raise InputError(
             str(checkpoint),
@@ -154,12 +151,19 @@ def check_checkpoint(checkpoint: str | Path, vocab_size: int, model_input_size: 
     return config
 
 
-def saved_class(config: PretrainedConfig, source: str) -> type[PreTrainedModel]:
-    """The class a checkpoint's config names (architectures), or its bare encoder when it names none we know."""
-    if config.model_type not in ENCODERS:
-        raise InputError(source, f"model_type {config.model_type!r} is not one of {list(ENCODERS)}",
+def check_model_type(config: PretrainedConfig, source: str) -> None:
+    """Refuse a checkpoint that is neither a BERT nor an ALBERT."""
+    if config.model_type not in ENCODER_PREFIXES:
+        raise InputError(source, f"model_type {config.model_type!r} is not one of {list(ENCODER_PREFIXES)}",
                          "use a BERT (Geneformer) or ALBERT checkpoint")
-    return SAVED_CLASSES.get((config.architectures or [""])[0], ENCODERS[config.model_type])
+
+
+def saved_class(config: PretrainedConfig, source: str) -> type[PreTrainedModel]:
+    """The class a checkpoint's config names (architectures), or its bare encoder when it names none we know.
+    Looked up by name in transformers' lazy namespace, which imports that architecture's module alone."""
+    check_model_type(config, source)
+    name = (config.architectures or [""])[0]
+    return getattr(transformers, name if name in SAVED_CLASS_NAMES else ENCODER_PREFIXES[config.model_type] + "Model")
 
 
 def new_masked_lm(config: PretrainedConfig, seed: int) -> PreTrainedModel:

@@ -8,6 +8,7 @@ from scipy.stats import mannwhitneyu
 
 JOIN = "+"  # a combination's genes in one cell of the tables, in the order given
 COMBINATION = "combination"  # the results table's `kind` of a perturbed gene combination
+GENE = "gene"  # the results table's `kind` of a tested gene perturbed alone
 
 
 def combination_row(results: pd.DataFrame, genes: list[str]) -> pd.Series | None:
