@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
-from conftest import snakemake
+from conftest import place_paper_files_by_hand, snakemake
 
 from workflow_scripts.core.config import load_config
 from workflow_scripts.core.counts import check_counts_file
@@ -93,8 +93,7 @@ def test_an_experiment_on_the_users_own_file(workdir, user_h5ad):
 
 
 def test_real_data_preset_downloads_and_prepares(workdir):
-    (workdir / "data").mkdir()
-    (workdir / "data/human_dcm_hcm_scportal_03.17.2022.h5ad").touch()  # fetched by hand (portal login)
+    place_paper_files_by_hand(workdir)
     result = snakemake(workdir, "-n", "--cores", "1", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stderr
     for expected in ["download_file", "prepare_dataset", "GSM4150377_sciPlex2_pData.txt.gz",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 
 import yaml
-from conftest import snakemake
+from conftest import DEFAULT_CONFIG_PATH, REPO, place_paper_files_by_hand, snakemake
+
+from workflow_scripts.core.config import load_config
+from workflow_scripts.sweep.wiring import add_size_experiments
 
 RESOURCES = re.compile(r"^rule (\w+):$|^\s+resources: (.*)$", re.MULTILINE)
 
@@ -25,8 +28,7 @@ def requested_resources(dry_run_output: str) -> dict[str, list[dict[str, str]]]:
 
 
 def test_slurm_profile_requests_gpus_memory_and_time_from_config(workdir):
-    (workdir / "data").mkdir()
-    (workdir / "data/human_dcm_hcm_scportal_03.17.2022.h5ad").touch()  # placed by hand (portal login)
+    place_paper_files_by_hand(workdir)
     cluster = {"resources": {"finetune": {"gpu": 2, "gpu_model": "h100", "cpus_per_gpu": 8, "mem_mb": 64000,
                                           "runtime": 120},
                              "quantize": {"gpu": 1, "mem_mb": 16000, "runtime": 30}}}
@@ -35,9 +37,14 @@ def test_slurm_profile_requests_gpus_memory_and_time_from_config(workdir):
                        "cluster.yaml")
     assert result.returncode == 0, result.stderr
     # GPU jobs start through the launcher that claims their devices (one process per GPU under torchrun)
-    assert result.stdout.count("python -m workflow_scripts.core.devices --gpus 2 -- finetune") == 80
+    config = load_config(DEFAULT_CONFIG_PATH, REPO / "config/paper.yaml")
+    add_size_experiments(config)
+    n_finetune_runs = sum(experiment["n_folds"] for experiment in config["experiments"].values()
+                          for method in experiment["methods"].values() if method["kind"] == "finetune")
+    assert n_finetune_runs > 80  # every experiment of the paper preset, the training-size sweep included
+    assert result.stdout.count("python -m workflow_scripts.core.devices --gpus 2 -- finetune") == n_finetune_runs
     jobs = requested_resources(result.stdout)
-    assert len(jobs["finetune_fold"]) == 80
+    assert len(jobs["finetune_fold"]) == n_finetune_runs
     for job in jobs["finetune_fold"]:
         assert (job["gpu"], job["gpu_model"], job["cpus_per_gpu"]) == ("2", "h100", "8")
         assert (job["mem_mb"], job["runtime"]) == ("64000", "120")

@@ -6,16 +6,13 @@ import re
 import shlex
 
 import pytest
-import yaml
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, place_paper_files_by_hand, snakemake
 
 README = (REPO / "README.md").read_text()
 BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
 COMMANDS = [line.split("#")[0].strip() for block in BASH_BLOCKS for line in block.splitlines()
             if line.startswith("snakemake ")]
 MY_DATA = re.search(r"```yaml\n# my_data.yaml\n(.*?)```", README, re.S)[1]
-PLACED_BY_HAND = [entry["path"] for entry in yaml.safe_load((REPO / "config/paper.yaml").read_text())["datasets"].values()
-                  if entry and entry["source"] == "h5ad"]  # config/paper.yaml: a portal login, unpinned sources
 MY_CHECKPOINT = re.search(r"checkpoint: (\S+)\}", MY_DATA)[1]
 
 
@@ -29,11 +26,9 @@ def readme_workdir(tmp_path_factory):
     placeholder files a dry run needs to exist (it reads none of them)."""
     workdir = copy_workflow(tmp_path_factory.mktemp("readme"))
     (workdir / "my_data.yaml").write_text(MY_DATA)
-    (workdir / "data").mkdir()
+    place_paper_files_by_hand(workdir)
     (workdir / "data/my_cells.h5ad").touch()
     (workdir / MY_CHECKPOINT).mkdir(parents=True)
-    for path in PLACED_BY_HAND:
-        (workdir / path).touch()
     return workdir
 
 
